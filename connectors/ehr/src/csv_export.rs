@@ -1,0 +1,536 @@
+//! The streaming CSV reader: one reused record buffer, so memory stays flat whatever the file size.
+//!
+//! Handles a UTF-8 BOM, CRLF, quoted commas and newlines, blank rows, and Latin-1 text in an
+//! otherwise UTF-8 export. Patient columns other than the MRN and ZIP are never looked at; the MRN
+//! becomes a token and the ZIP a ZIP3 inside [`parse_row`], and neither survives it.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::Path;
+
+use refbridge_model::{
+    Direction, Disposition, DispositionReason, LevelOfCare, Location, Npi, PartnerRef, Problem,
+    Referral, zip3,
+};
+
+use crate::dates::parse_date;
+use crate::layout::{Column, fold_key, folded};
+use crate::{ExportReader, ReadError, Record};
+
+/// A column's position in the file, per [`Column`].
+struct ColumnIndex([Option<usize>; Column::ALL.len()]);
+
+impl ColumnIndex {
+    fn get(&self, column: Column) -> Option<usize> {
+        self.0[column as usize]
+    }
+}
+
+/// The layout's value maps with folded keys.
+struct ValueLookups {
+    disposition: HashMap<String, String>,
+    disposition_reason: HashMap<String, String>,
+    payer: HashMap<String, String>,
+    level_of_care: HashMap<String, String>,
+}
+
+pub(crate) fn read<E>(
+    reader: &ExportReader,
+    path: &Path,
+    sink: &mut dyn FnMut(Record) -> Result<(), E>,
+) -> Result<(), ReadError<E>> {
+    let file = File::open(path)?;
+    read_from(reader, BufReader::with_capacity(256 * 1024, file), sink)
+}
+
+pub(crate) fn read_from<E, R: Read>(
+    reader: &ExportReader,
+    input: R,
+    sink: &mut dyn FnMut(Record) -> Result<(), E>,
+) -> Result<(), ReadError<E>> {
+    let mut csv_reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(input);
+    let mut record = csv::ByteRecord::new();
+
+    // The header: the first non-blank record.
+    let header_line;
+    loop {
+        match csv_reader.read_byte_record(&mut record) {
+            Ok(true) if is_blank(&record) => continue,
+            Ok(true) => {
+                header_line = record.position().map_or(1, |p| p.line());
+                break;
+            }
+            Ok(false) => {
+                return Err(ReadError::Unusable(Problem::new(
+                    Location::File,
+                    None,
+                    "the file has no header row",
+                )));
+            }
+            Err(error) => return Err(csv_error(error)),
+        }
+    }
+    let columns = index_header(reader, &record, header_line)?;
+    let header_len = record.len();
+    let lookups = ValueLookups {
+        disposition: folded(&reader.csv.values.disposition),
+        disposition_reason: folded(&reader.csv.values.disposition_reason),
+        payer: folded(&reader.csv.values.payer),
+        level_of_care: folded(&reader.csv.values.level_of_care),
+    };
+
+    loop {
+        match csv_reader.read_byte_record(&mut record) {
+            Ok(true) => {}
+            Ok(false) => return Ok(()),
+            Err(error) => {
+                // An I/O error ends the file; anything else is one bad record (the reader resumes).
+                if matches!(error.kind(), csv::ErrorKind::Io(_)) {
+                    return Err(csv_error(error));
+                }
+                let line = error.position().map_or(0, |p| p.line());
+                sink(Record::Rejected(Problem::new(
+                    Location::Line(line),
+                    None,
+                    "the row is not valid CSV",
+                )))
+                .map_err(ReadError::Sink)?;
+                continue;
+            }
+        }
+        if is_blank(&record) {
+            continue;
+        }
+        let location = Location::Line(record.position().map_or(0, |p| p.line()));
+        let item = if record.len() != header_len {
+            Record::Rejected(Problem::new(
+                location,
+                None,
+                format!(
+                    "the row has {} fields but the header has {header_len}; a quote or delimiter is probably missing",
+                    record.len()
+                ),
+            ))
+        } else {
+            match parse_row(reader, &columns, &lookups, &record, location) {
+                Ok((referral, warnings)) => Record::Referral {
+                    location,
+                    referral,
+                    warnings,
+                },
+                Err(problem) => Record::Rejected(problem),
+            }
+        };
+        sink(item).map_err(ReadError::Sink)?;
+    }
+}
+
+fn csv_error<E>(error: csv::Error) -> ReadError<E> {
+    match error.into_kind() {
+        csv::ErrorKind::Io(io) => ReadError::Io(io),
+        other => ReadError::Unusable(Problem::new(Location::File, None, format!("{other:?}"))),
+    }
+}
+
+fn is_blank(record: &csv::ByteRecord) -> bool {
+    record
+        .iter()
+        .all(|field| field.iter().all(u8::is_ascii_whitespace))
+}
+
+/// Finds every column read; refuses duplicated headers and missing required columns.
+fn index_header<E>(
+    reader: &ExportReader,
+    header: &csv::ByteRecord,
+    line: u64,
+) -> Result<ColumnIndex, ReadError<E>> {
+    let mut positions: HashMap<String, usize> = HashMap::new();
+    for (position, name) in header.iter().enumerate() {
+        let name = decode(if position == 0 { strip_bom(name) } else { name });
+        let key = fold_key(&name);
+        if key.is_empty() {
+            continue;
+        }
+        if let Some(first) = positions.insert(key, position) {
+            return Err(ReadError::Unusable(Problem::new(
+                Location::Line(line),
+                Some(name.trim()),
+                format!(
+                    "the header names this column twice (columns {} and {})",
+                    first + 1,
+                    position + 1
+                ),
+            )));
+        }
+    }
+    let mut index = ColumnIndex([None; Column::ALL.len()]);
+    for column in Column::ALL {
+        index.0[column as usize] = positions
+            .get(&fold_key(reader.csv.columns.header_for(column)))
+            .copied();
+    }
+    let missing: Vec<&str> = Column::REQUIRED
+        .iter()
+        .filter(|column| index.get(**column).is_none())
+        .map(|column| reader.csv.columns.header_for(*column))
+        .collect();
+    if !missing.is_empty() {
+        return Err(ReadError::Unusable(Problem::new(
+            Location::Line(line),
+            None,
+            format!(
+                "the header lacks the required column(s) {}; rename them under [connectors.ehr.csv.columns] if the export calls them otherwise",
+                missing.join(", ")
+            ),
+        )));
+    }
+    Ok(index)
+}
+
+fn strip_bom(field: &[u8]) -> &[u8] {
+    field.strip_prefix(&[0xEF, 0xBB, 0xBF][..]).unwrap_or(field)
+}
+
+/// UTF-8, or Latin-1 when the bytes are not UTF-8 (every byte is then one character).
+fn decode(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => Cow::Owned(bytes.iter().map(|&b| char::from(b)).collect()),
+    }
+}
+
+/// Turns one record into a referral. Patient columns are read here and only here.
+fn parse_row(
+    reader: &ExportReader,
+    columns: &ColumnIndex,
+    lookups: &ValueLookups,
+    record: &csv::ByteRecord,
+    location: Location,
+) -> Result<(Referral, Vec<Problem>), Problem> {
+    let field = |column: Column| -> Option<Cow<'_, str>> {
+        let bytes = record.get(columns.get(column)?)?;
+        let text = decode(bytes);
+        let trimmed = text.trim();
+        if trimmed.is_empty() {
+            None
+        } else if trimmed.len() == text.len() {
+            Some(text)
+        } else {
+            Some(Cow::Owned(trimmed.to_string()))
+        }
+    };
+    let name = |column: Column| reader.csv.columns.header_for(column);
+    let reject = |column: Column, reason: &str| Problem::new(location, Some(name(column)), reason);
+    let mut warnings = Vec::new();
+
+    let inquiry_id = field(Column::InquiryId)
+        .ok_or_else(|| reject(Column::InquiryId, "the inquiry id is missing"))?
+        .into_owned();
+    let inquiry_date = field(Column::InquiryDate)
+        .ok_or_else(|| reject(Column::InquiryDate, "the inquiry date is missing"))?;
+    let inquiry_date = parse_date(&inquiry_date, &reader.csv.date_formats).ok_or_else(|| {
+        reject(
+            Column::InquiryDate,
+            "the inquiry date is not a date in a known format",
+        )
+    })?;
+    let disposition_text = field(Column::Disposition)
+        .ok_or_else(|| reject(Column::Disposition, "the disposition is missing"))?;
+    let disposition = match lookups.disposition.get(&fold_key(&disposition_text)) {
+        Some(mapped) => Disposition::parse(mapped),
+        None => Disposition::parse(&disposition_text),
+    }
+    .ok_or_else(|| {
+        reject(
+            Column::Disposition,
+            "unknown disposition; map it under [connectors.ehr.csv.values.disposition]",
+        )
+    })?;
+    let admit_date = match field(Column::AdmitDate) {
+        Some(text) => Some(parse_date(&text, &reader.csv.date_formats).ok_or_else(|| {
+            reject(
+                Column::AdmitDate,
+                "the admit date is not a date in a known format",
+            )
+        })?),
+        None => None,
+    };
+
+    let disposition_reason = field(Column::DispositionReason).map(|text| {
+        let parsed = match lookups.disposition_reason.get(&fold_key(&text)) {
+            Some(mapped) => DispositionReason::parse(mapped),
+            None => DispositionReason::parse(&text),
+        };
+        parsed.unwrap_or_else(|| {
+            warnings.push(reject(
+                Column::DispositionReason,
+                "unknown disposition reason, stored as other; map it under [connectors.ehr.csv.values.disposition_reason]",
+            ));
+            DispositionReason::Other
+        })
+    });
+
+    let level_of_care = field(Column::LevelOfCare).and_then(|text| {
+        let code = lookups.level_of_care.get(&fold_key(&text)).map(String::as_str).unwrap_or(&text);
+        let parsed = LevelOfCare::parse(code, &reader.level_of_care_scheme);
+        if parsed.is_none() {
+            warnings.push(reject(
+                Column::LevelOfCare,
+                "unknown level of care, not stored; map it under [connectors.ehr.csv.values.level_of_care]",
+            ));
+        }
+        parsed
+    });
+
+    let payer = field(Column::Payer).map(|text| match lookups.payer.get(&fold_key(&text)) {
+        Some(mapped) => mapped.clone(),
+        None => text.into_owned(),
+    });
+
+    let partner = field(Column::ReferralSource).map(|source_name| {
+        let npi = field(Column::ReferralSourceNpi).and_then(|text| match Npi::parse(&text) {
+            Ok(npi) => Some(npi),
+            Err(error) => {
+                warnings.push(reject(
+                    Column::ReferralSourceNpi,
+                    &format!("invalid NPI dropped, the row is kept: {error}"),
+                ));
+                None
+            }
+        });
+        PartnerRef {
+            name: source_name.into_owned(),
+            npi,
+            source_type: field(Column::ReferralSourceType).map(|t| t.to_lowercase()),
+        }
+    });
+    let referred_out_to = field(Column::ReferredOutTo).map(|target| PartnerRef {
+        name: target.into_owned(),
+        npi: None,
+        source_type: None,
+    });
+
+    let patient = field(Column::Mrn).and_then(|mrn| reader.patient_key.token(&mrn));
+    let zip3 = field(Column::PatientZip).and_then(|zip| {
+        let kept = zip3(&zip);
+        if kept.is_none() {
+            warnings.push(reject(
+                Column::PatientZip,
+                "not a US ZIP code; no ZIP3 kept",
+            ));
+        }
+        kept
+    });
+
+    let referral = Referral {
+        inquiry_id,
+        inquiry_date,
+        direction: Direction::In,
+        partner,
+        referred_out_to,
+        parent_inquiry_id: None,
+        referred_by: field(Column::ReferredBy).map(Cow::into_owned),
+        rep: field(Column::Rep).map(Cow::into_owned),
+        payer,
+        plan_type: field(Column::PlanType).map(Cow::into_owned),
+        level_of_care,
+        disposition,
+        disposition_reason,
+        admit_date,
+        patient,
+        zip3,
+    };
+    Ok((referral, warnings))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::{CsvLayout, GENERIC_HEADER};
+    use crate::{FhirOptions, ReadError};
+    use refbridge_model::PatientKey;
+
+    fn reader(csv: CsvLayout) -> ExportReader {
+        ExportReader {
+            csv,
+            fhir: FhirOptions::default(),
+            patient_key: PatientKey::new(b"test key"),
+            level_of_care_scheme: "asam3".to_string(),
+        }
+    }
+
+    fn read_all(reader: &ExportReader, text: &[u8]) -> (Vec<Record>, Option<Problem>) {
+        let mut records = Vec::new();
+        let result = read_from::<(), _>(reader, text, &mut |record| {
+            records.push(record);
+            Ok(())
+        });
+        match result {
+            Ok(()) => (records, None),
+            Err(ReadError::Unusable(problem)) => (records, Some(problem)),
+            Err(other) => panic!("unexpected error: {other:?}"),
+        }
+    }
+
+    fn referrals(records: &[Record]) -> Vec<&Referral> {
+        records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Referral { referral, .. } => Some(referral),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn generic_rows_with_bom_crlf_quotes_and_blank_rows() {
+        let text = format!(
+            "\u{feff}{GENERIC_HEADER}\r\n\
+             A-1,2026-03-07,\"Mercy Hospital, ED\",1234567893,hospital,Dr. Lee,Pat Rep,Aetna,PPO,3.7,Admitted,,,03/09/2026,MRN1,Jane Doe,1980-01-01,555-0100,\"1 Main St\nApt 2\",12345-6789,\"note, with comma\"\r\n\
+             ,,,,,,,,,,,,,,,,,,,,\r\n\
+             \r\n\
+             A-2,3/8/2026,Dr. Smith,,physician,,,,,,not admitted,Out of Network,Other Place,,MRN2,,,,,,\r\n"
+        );
+        let (records, problem) = read_all(&reader(CsvLayout::default()), text.as_bytes());
+        assert!(problem.is_none());
+        let got = referrals(&records);
+        assert_eq!(got.len(), 2, "{records:?}");
+        assert_eq!(got[0].inquiry_id, "A-1");
+        assert_eq!(got[0].partner.as_ref().unwrap().name, "Mercy Hospital, ED");
+        assert_eq!(
+            got[0].partner.as_ref().unwrap().npi.unwrap().to_string(),
+            "1234567893"
+        );
+        assert_eq!(got[0].disposition, Disposition::Admitted);
+        assert_eq!(got[0].zip3.as_deref(), Some("123"));
+        assert_eq!(got[0].level_of_care.as_ref().unwrap().code, "3.7");
+        assert_eq!(got[0].admit_date.unwrap().to_string(), "2026-03-09");
+        assert_eq!(got[1].inquiry_date.to_string(), "2026-03-08");
+        assert_eq!(
+            got[1].disposition_reason,
+            Some(DispositionReason::OutOfNetwork)
+        );
+        assert_eq!(got[1].referred_out_to.as_ref().unwrap().name, "Other Place");
+        let debug = format!("{records:?}");
+        for secret in [
+            "Jane Doe",
+            "1980-01-01",
+            "555-0100",
+            "Main St",
+            "note, with",
+            "MRN1",
+            "12345-6789",
+        ] {
+            assert!(!debug.contains(secret), "{secret} leaked");
+        }
+    }
+
+    #[test]
+    fn bad_rows_are_rejected_with_line_and_field_and_good_rows_kept() {
+        let text = format!(
+            "{GENERIC_HEADER}\n\
+             ,2026-03-07,X,,,,,,,,admitted,,,,,,,,,,\n\
+             B-2,someday,X,,,,,,,,admitted,,,,,,,,,,\n\
+             B-3,2026-03-07,X,,,,,,,,maybe,,,,,,,,,,\n\
+             B-4,2026-03-07,X,1234567890,,,,,,,admitted,,,,,,,,,,\n\
+             B-5,2026-03-07,X\n"
+        );
+        let (records, _) = read_all(&reader(CsvLayout::default()), text.as_bytes());
+        let rejected: Vec<String> = records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Rejected(p) => Some(p.to_string()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            rejected,
+            [
+                "line 2, field inquiry_id: the inquiry id is missing",
+                "line 3, field inquiry_date: the inquiry date is not a date in a known format",
+                "line 4, field disposition: unknown disposition; map it under [connectors.ehr.csv.values.disposition]",
+                "line 6: the row has 3 fields but the header has 21; a quote or delimiter is probably missing",
+            ]
+        );
+        let Record::Referral {
+            referral, warnings, ..
+        } = &records[3]
+        else {
+            panic!("B-4 should be kept: {records:?}");
+        };
+        assert_eq!(referral.inquiry_id, "B-4");
+        assert_eq!(referral.partner.as_ref().unwrap().npi, None);
+        assert!(
+            warnings[0]
+                .to_string()
+                .starts_with("line 5, field referral_source_npi: invalid NPI dropped")
+        );
+    }
+
+    #[test]
+    fn renamed_columns_formats_and_value_maps() {
+        let layout: CsvLayout = toml::from_str(
+            r#"
+            date_formats = ["%d.%m.%Y"]
+            [columns]
+            inquiry_id = "Inquiry #"
+            inquiry_date = "Date"
+            disposition = "Outcome"
+            level_of_care = "Program"
+            [values.disposition]
+            "Admit - Complete" = "admitted"
+            [values.level_of_care]
+            "Residential" = "3.5"
+            "#,
+        )
+        .unwrap();
+        assert!(layout.problems("asam3").is_empty());
+        let text = "Inquiry #;Date;Outcome;Program\n";
+        let _ = text;
+        let text = "Inquiry #,Date,Outcome,Program\nQ-1,07.03.2026,admit - complete,residential\n";
+        let (records, problem) = read_all(&reader(layout), text.as_bytes());
+        assert!(problem.is_none(), "{problem:?}");
+        let got = referrals(&records);
+        assert_eq!(got[0].inquiry_date.to_string(), "2026-03-07");
+        assert_eq!(got[0].disposition, Disposition::Admitted);
+        assert_eq!(got[0].level_of_care.as_ref().unwrap().code, "3.5");
+    }
+
+    #[test]
+    fn unusable_headers_say_why() {
+        let (_, problem) = read_all(&reader(CsvLayout::default()), b"inquiry_id,foo\n1,2\n");
+        assert!(
+            problem
+                .unwrap()
+                .reason
+                .contains("inquiry_date, disposition")
+        );
+        let (_, problem) = read_all(
+            &reader(CsvLayout::default()),
+            b"inquiry_id,inquiry_date,disposition,Inquiry_ID\n",
+        );
+        assert!(
+            problem
+                .unwrap()
+                .to_string()
+                .contains("twice (columns 1 and 4)")
+        );
+        let (_, problem) = read_all(&reader(CsvLayout::default()), b"\n\n");
+        assert!(problem.unwrap().reason.contains("no header"));
+    }
+
+    #[test]
+    fn latin1_text_is_decoded_not_dropped() {
+        let text = b"inquiry_id,inquiry_date,disposition,referral_source\nL-1,2026-01-02,pending,Cl\xednica Sol\n";
+        let (records, _) = read_all(&reader(CsvLayout::default()), text);
+        assert_eq!(
+            referrals(&records)[0].partner.as_ref().unwrap().name,
+            "Cl\u{ed}nica Sol"
+        );
+    }
+}

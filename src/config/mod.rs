@@ -1,0 +1,360 @@
+//! The TOML configuration: its serde model, loading, and validation that reports every problem.
+//!
+//! Loading never stops at the first semantic problem: [`Config::load`] collects each one with its
+//! key path and `line:column` in the file. Secrets are only ever read from files (see [`secret`]);
+//! nothing in this module prints a secret's value. Relative paths are resolved against the
+//! directory of the config file.
+
+mod locate;
+pub mod secret;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use refbridge_ehr::{CsvLayout, FhirOptions};
+use refbridge_model::{LevelOfCare, Npi};
+use serde::Deserialize;
+
+use locate::Locator;
+pub use secret::Secret;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub ledger: LedgerConfig,
+    pub privacy: PrivacyConfig,
+    #[serde(default)]
+    pub connectors: ConnectorsConfig,
+    #[serde(default)]
+    pub identity: IdentityConfig,
+}
+
+/// `[ledger]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerConfig {
+    /// The SQLite ledger file; created (mode 0600) on first use.
+    pub path: PathBuf,
+    /// How long a writer waits for another connection's lock before failing.
+    #[serde(default = "default_busy_timeout_seconds")]
+    pub busy_timeout_seconds: u64,
+    /// Rows stored per transaction during an import.
+    #[serde(default = "default_import_batch_rows")]
+    pub import_batch_rows: usize,
+}
+
+fn default_busy_timeout_seconds() -> u64 {
+    10
+}
+
+fn default_import_batch_rows() -> usize {
+    10_000
+}
+
+/// `[privacy]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacyConfig {
+    /// The facility's patient key (at least 16 bytes; 32 random bytes recommended). When absent,
+    /// `$CREDENTIALS_DIRECTORY/patient_key` is used.
+    pub patient_key_file: Option<PathBuf>,
+}
+
+/// `[connectors]`: one table per connector; an absent table means the connector is off.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorsConfig {
+    pub ehr: Option<EhrConfig>,
+}
+
+/// `[connectors.ehr]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EhrConfig {
+    /// Directory where exports are dropped; `refbridge import` without files imports from it.
+    pub inbox: PathBuf,
+    /// `asam3` or `asam4`: the scheme level-of-care codes are read in.
+    #[serde(default = "default_level_of_care_scheme")]
+    pub level_of_care_scheme: String,
+    #[serde(default)]
+    pub csv: CsvLayout,
+    #[serde(default)]
+    pub fhir: FhirOptions,
+}
+
+fn default_level_of_care_scheme() -> String {
+    "asam3".to_string()
+}
+
+/// `[identity]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// `[[identity.alias]]`: names that mean a given partner.
+    #[serde(default)]
+    pub alias: Vec<AliasConfig>,
+}
+
+/// One `[[identity.alias]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AliasConfig {
+    /// The partner's name as it should appear.
+    pub partner: String,
+    /// The partner's NPI, when known.
+    pub npi: Option<String>,
+    /// Other spellings that mean this partner ("MERCY HOSP ED", "Dr. A. Lee - Mercy").
+    pub names: Vec<String>,
+}
+
+/// A loaded, validated configuration and what was read on its behalf.
+#[derive(Debug)]
+pub struct LoadedConfig {
+    pub config: Config,
+    pub source: PathBuf,
+    pub patient_key: Secret,
+}
+
+/// One problem in a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// Dotted key path, e.g. `connectors.ehr.csv.date_formats[0]`.
+    pub key: String,
+    /// 1-based line and column of the key (or of the nearest table that holds it).
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+/// Why a config could not be used: every problem found, or a file that could not be read.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub problems: Vec<ConfigProblem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let count = self.problems.len();
+        write!(
+            f,
+            "{} has {count} problem{}:",
+            self.file.display(),
+            if count == 1 { "" } else { "s" }
+        )?;
+        for problem in &self.problems {
+            write!(
+                f,
+                "\n  {}:{}:{}: ",
+                self.file.display(),
+                problem.line,
+                problem.column
+            )?;
+            if !problem.key.is_empty() {
+                write!(f, "{}: ", problem.key)?;
+            }
+            f.write_str(&problem.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads, parses and validates `path`, reading the secrets it names. Every problem is reported.
+    pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
+        let error = |problems| ConfigError {
+            file: path.to_path_buf(),
+            problems,
+        };
+        let text = std::fs::read_to_string(path).map_err(|io| {
+            error(vec![ConfigProblem {
+                key: String::new(),
+                line: 1,
+                column: 1,
+                message: format!("cannot read the config file: {io}"),
+            }])
+        })?;
+        let locator = Locator::new(&text);
+        let mut config: Config = toml::from_str(&text).map_err(|parse| {
+            let (line, column) = parse
+                .span()
+                .map_or((1, 1), |span| locator.line_column(span.start));
+            error(vec![ConfigProblem {
+                key: String::new(),
+                line,
+                column,
+                message: parse.message().trim().to_string(),
+            }])
+        })?;
+        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let base = absolute.parent().map(Path::to_path_buf).unwrap_or_default();
+        config.resolve_paths(&base);
+
+        let mut problems = Problems {
+            locator: &locator,
+            found: Vec::new(),
+        };
+        config.validate(&mut problems);
+        let patient_key = config.read_patient_key(&mut problems);
+        problems
+            .found
+            .sort_by_key(|problem| (problem.line, problem.column));
+        match patient_key {
+            Some(patient_key) if problems.found.is_empty() => Ok(LoadedConfig {
+                config,
+                source: path.to_path_buf(),
+                patient_key,
+            }),
+            _ => Err(error(problems.found)),
+        }
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let resolve = |path: &mut PathBuf| {
+            if path.is_relative() {
+                *path = base.join(&*path);
+            }
+        };
+        resolve(&mut self.ledger.path);
+        if let Some(file) = &mut self.privacy.patient_key_file {
+            resolve(file);
+        }
+        if let Some(ehr) = &mut self.connectors.ehr {
+            resolve(&mut ehr.inbox);
+        }
+    }
+
+    fn validate(&self, problems: &mut Problems<'_>) {
+        if self.ledger.path.as_os_str().is_empty() || self.ledger.path.is_dir() {
+            problems.add(
+                &["ledger", "path"],
+                "must name a file (the ledger database), not a directory",
+            );
+        }
+        if self.ledger.busy_timeout_seconds == 0 {
+            problems.add(&["ledger", "busy_timeout_seconds"], "must be at least 1");
+        }
+        if self.ledger.import_batch_rows == 0 {
+            problems.add(&["ledger", "import_batch_rows"], "must be at least 1");
+        }
+        if let Some(ehr) = &self.connectors.ehr {
+            if ehr.inbox.exists() && !ehr.inbox.is_dir() {
+                problems.add(
+                    &["connectors", "ehr", "inbox"],
+                    "exists but is not a directory",
+                );
+            }
+            if !LevelOfCare::SCHEMES.contains(&ehr.level_of_care_scheme.as_str()) {
+                problems.add(
+                    &["connectors", "ehr", "level_of_care_scheme"],
+                    &format!("must be one of {}", LevelOfCare::SCHEMES.join(", ")),
+                );
+            }
+            for (below, message) in ehr.csv.problems(&ehr.level_of_care_scheme) {
+                problems.add_below(&["connectors", "ehr", "csv"], &below, &message);
+            }
+            for (below, message) in ehr.fhir.problems() {
+                problems.add_below(&["connectors", "ehr", "fhir"], &below, &message);
+            }
+        }
+        let mut alias_owner: HashMap<String, usize> = HashMap::new();
+        for (index, alias) in self.identity.alias.iter().enumerate() {
+            let at = index.to_string();
+            if alias.partner.trim().is_empty() {
+                problems.add(&["identity", "alias", &at, "partner"], "cannot be empty");
+            }
+            if let Some(npi) = &alias.npi
+                && let Err(error) = Npi::parse(npi)
+            {
+                problems.add(
+                    &["identity", "alias", &at, "npi"],
+                    &format!("not a valid NPI: {error}"),
+                );
+            }
+            if alias.names.is_empty() {
+                problems.add(
+                    &["identity", "alias", &at, "names"],
+                    "list at least one name",
+                );
+            }
+            for name in &alias.names {
+                let key = crate::partners::normalize_name(name);
+                if let Some(other) = alias_owner.insert(key, index)
+                    && other != index
+                {
+                    problems.add(
+                        &["identity", "alias", &at, "names"],
+                        &format!(
+                            "{name:?} is also an alias of identity.alias[{other}]; a name can mean only one partner"
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    fn read_patient_key(&self, problems: &mut Problems<'_>) -> Option<Secret> {
+        let key = ["privacy", "patient_key_file"];
+        let path = match &self.privacy.patient_key_file {
+            Some(path) => path.clone(),
+            None => match std::env::var_os("CREDENTIALS_DIRECTORY") {
+                Some(directory) => PathBuf::from(directory).join("patient_key"),
+                None => {
+                    problems.add(
+                        &key,
+                        "no patient key: set privacy.patient_key_file, or run under systemd with LoadCredential=patient_key",
+                    );
+                    return None;
+                }
+            },
+        };
+        match Secret::read_file(&path) {
+            Ok(secret) if secret.expose().len() < 16 => {
+                problems.add(
+                    &key,
+                    &format!(
+                        "{} is too short for a patient key: use at least 16 bytes (e.g. `head -c 32 /dev/urandom > FILE`)",
+                        path.display()
+                    ),
+                );
+                None
+            }
+            Ok(secret) => Some(secret),
+            Err(error) => {
+                problems.add(&key, &error.to_string());
+                None
+            }
+        }
+    }
+}
+
+/// Collects problems, locating each key in the file.
+struct Problems<'a> {
+    locator: &'a Locator,
+    found: Vec<ConfigProblem>,
+}
+
+impl Problems<'_> {
+    fn add(&mut self, path: &[&str], message: &str) {
+        let (line, column) = self.locator.locate(path);
+        self.found.push(ConfigProblem {
+            key: locate::display_path(path),
+            line,
+            column,
+            message: message.to_string(),
+        });
+    }
+
+    fn add_below(&mut self, prefix: &[&str], below: &[String], message: &str) {
+        let path: Vec<&str> = prefix
+            .iter()
+            .copied()
+            .chain(below.iter().map(String::as_str))
+            .collect();
+        self.add(&path, message);
+    }
+}

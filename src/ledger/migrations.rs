@@ -1,0 +1,115 @@
+//! Versioned schema migrations, applied in order; `PRAGMA user_version` records the last applied.
+//!
+//! Each feature adds its own migration when it lands. A migration is never edited once released:
+//! add a new one instead.
+
+/// (version, what it adds, SQL). Versions are consecutive from 1.
+pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "partners, source records, referrals, import runs, quarantine, audit log",
+    r#"
+CREATE TABLE partner (
+    id                  INTEGER PRIMARY KEY,
+    name                TEXT NOT NULL,
+    normalized_name     TEXT NOT NULL,
+    npi                 TEXT UNIQUE,
+    source_type         TEXT,
+    -- 'ehr' when the partner is known only from EHR referral-source names, 'config' for an alias.
+    origin              TEXT NOT NULL,
+    created_at          TEXT NOT NULL,
+    updated_at          TEXT NOT NULL
+);
+CREATE INDEX partner_normalized_name ON partner(normalized_name);
+
+-- Every way a source system names a partner, and how it was matched.
+CREATE TABLE partner_source_record (
+    id                  INTEGER PRIMARY KEY,
+    partner_id          INTEGER NOT NULL REFERENCES partner(id),
+    system              TEXT NOT NULL,
+    external_key        TEXT NOT NULL,
+    raw_name            TEXT NOT NULL,
+    normalized_name     TEXT NOT NULL,
+    match_method        TEXT NOT NULL CHECK (match_method IN ('npi', 'name', 'alias', 'new')),
+    confidence          REAL NOT NULL,
+    first_seen_at       TEXT NOT NULL,
+    UNIQUE (system, external_key)
+);
+CREATE INDEX partner_source_record_partner ON partner_source_record(partner_id);
+
+CREATE TABLE import_run (
+    id                  INTEGER PRIMARY KEY,
+    file_name           TEXT NOT NULL,
+    file_path           TEXT NOT NULL,
+    sha256              TEXT NOT NULL,
+    size_bytes          INTEGER NOT NULL,
+    format              TEXT,
+    started_at          TEXT NOT NULL,
+    finished_at         TEXT,
+    rows                INTEGER NOT NULL DEFAULT 0,
+    referrals_new       INTEGER NOT NULL DEFAULT 0,
+    referrals_updated   INTEGER NOT NULL DEFAULT 0,
+    referrals_unchanged INTEGER NOT NULL DEFAULT 0,
+    quarantined         INTEGER NOT NULL DEFAULT 0,
+    warnings            INTEGER NOT NULL DEFAULT 0,
+    skipped             INTEGER NOT NULL DEFAULT 0,
+    -- running | imported | partial (stopped early, rows before kept) | rejected | duplicate
+    outcome             TEXT NOT NULL,
+    message             TEXT
+);
+CREATE INDEX import_run_sha256 ON import_run(sha256, outcome);
+
+CREATE TABLE referral (
+    id                  INTEGER PRIMARY KEY,
+    source_system       TEXT NOT NULL,
+    inquiry_id          TEXT NOT NULL,
+    direction           TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+    partner_id          INTEGER REFERENCES partner(id),
+    parent_inquiry_id   TEXT,
+    inquiry_date        TEXT NOT NULL,
+    referred_by         TEXT,
+    rep                 TEXT,
+    payer               TEXT,
+    plan_type           TEXT,
+    level_of_care_scheme TEXT,
+    level_of_care_code  TEXT,
+    disposition         TEXT NOT NULL
+        CHECK (disposition IN ('admitted', 'not_admitted', 'pending', 'referred_out')),
+    disposition_reason  TEXT,
+    admit_date          TEXT,
+    patient_token       TEXT,
+    zip3                TEXT,
+    first_import_run_id INTEGER NOT NULL REFERENCES import_run(id),
+    last_import_run_id  INTEGER NOT NULL REFERENCES import_run(id),
+    created_at          TEXT NOT NULL,
+    updated_at          TEXT NOT NULL,
+    UNIQUE (source_system, inquiry_id, direction)
+);
+CREATE INDEX referral_partner_date ON referral(partner_id, inquiry_date);
+
+-- Rows and files that could not be stored (severity 'rejected') or were stored with a value
+-- dropped (severity 'warning'). Never holds a patient value: location, field and reason only.
+CREATE TABLE quarantine (
+    id                  INTEGER PRIMARY KEY,
+    import_run_id       INTEGER NOT NULL REFERENCES import_run(id),
+    file_name           TEXT NOT NULL,
+    location            TEXT NOT NULL,
+    field               TEXT,
+    reason              TEXT NOT NULL,
+    severity            TEXT NOT NULL CHECK (severity IN ('rejected', 'warning')),
+    created_at          TEXT NOT NULL
+);
+CREATE INDEX quarantine_run ON quarantine(import_run_id);
+
+CREATE TABLE audit_log (
+    id                  INTEGER PRIMARY KEY,
+    at                  TEXT NOT NULL,
+    action              TEXT NOT NULL,
+    subject             TEXT NOT NULL,
+    detail              TEXT NOT NULL
+);
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+"#,
+)];

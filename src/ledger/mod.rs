@@ -1,0 +1,174 @@
+//! The referral ledger: one SQLite file (WAL), opened, migrated and written only through here.
+//!
+//! The ledger never speaks HTTP and never sees a patient value: the model it stores already
+//! carries tokens and ZIP3s only. The database file is created with mode 0600 before SQLite opens
+//! it, so the WAL and shared-memory files SQLite creates beside it inherit that mode.
+//!
+//! # Layout
+//! - `migrations`: the versioned schema.
+//! - [`store`]: the statements an import uses (partners, referrals, runs, quarantine, audit).
+
+mod migrations;
+pub mod store;
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+/// Ledger failures, with the file they concern.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("cannot create the ledger directory {path}: {source}")]
+    CreateDirectory {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot create the ledger file {path}: {source}")]
+    CreateFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open the ledger {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error(
+        "the ledger {path} has schema version {found}, newer than this refbridge knows ({known}); upgrade refbridge"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error("migration {version} ({what}) failed on {path}: {source}")]
+    Migration {
+        path: PathBuf,
+        version: i64,
+        what: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("ledger {path}: {source}")]
+    Sql {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+}
+
+/// An open, migrated ledger.
+pub struct Ledger {
+    connection: Connection,
+    path: PathBuf,
+}
+
+impl Ledger {
+    /// Opens (creating with mode 0600 if needed) and migrates the ledger at `path`.
+    pub fn open(path: &Path, busy_timeout: Duration) -> Result<Ledger, LedgerError> {
+        if let Some(directory) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(directory).map_err(|source| LedgerError::CreateDirectory {
+                path: directory.to_path_buf(),
+                source,
+            })?;
+        }
+        // Create the file ourselves so that it is 0600 from its first byte.
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(|source| LedgerError::CreateFile {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let open_error = |source| LedgerError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        let connection = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(open_error)?;
+        connection.busy_timeout(busy_timeout).map_err(open_error)?;
+        connection
+            .execute_batch(
+                "PRAGMA journal_mode = WAL;
+                 PRAGMA synchronous = NORMAL;
+                 PRAGMA foreign_keys = ON;",
+            )
+            .map_err(open_error)?;
+        let mut ledger = Ledger {
+            connection,
+            path: path.to_path_buf(),
+        };
+        ledger.migrate()?;
+        Ok(ledger)
+    }
+
+    /// The schema version this build writes.
+    pub fn known_version() -> i64 {
+        migrations::MIGRATIONS
+            .last()
+            .map_or(0, |(version, _, _)| *version)
+    }
+
+    fn migrate(&mut self) -> Result<(), LedgerError> {
+        let current: i64 = self
+            .connection
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .map_err(|source| self.sql_error(source))?;
+        let known = Self::known_version();
+        if current > known {
+            return Err(LedgerError::TooNew {
+                path: self.path.clone(),
+                found: current,
+                known,
+            });
+        }
+        for (version, what, sql) in migrations::MIGRATIONS
+            .iter()
+            .filter(|(v, _, _)| *v > current)
+        {
+            let migration_error = |source| LedgerError::Migration {
+                path: self.path.clone(),
+                version: *version,
+                what,
+                source,
+            };
+            let transaction = self.connection.transaction().map_err(migration_error)?;
+            transaction.execute_batch(sql).map_err(migration_error)?;
+            transaction
+                .pragma_update(None, "user_version", version)
+                .map_err(migration_error)?;
+            transaction.commit().map_err(migration_error)?;
+            tracing::info!(version, what, "ledger migrated");
+        }
+        Ok(())
+    }
+
+    /// The file this ledger lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The connection, for the ledger's own modules and read-only reports.
+    pub fn connection(&self) -> &Connection {
+        &self.connection
+    }
+
+    pub(crate) fn sql_error(&self, source: rusqlite::Error) -> LedgerError {
+        LedgerError::Sql {
+            path: self.path.clone(),
+            source,
+        }
+    }
+}

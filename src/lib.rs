@@ -1,0 +1,20 @@
+//! refbridge: a referral ledger for behavioral-health facilities.
+//!
+//! The library behind the `refbridge` binary; `main.rs` is only CLI glue over these modules.
+//!
+//! # Layout
+//! - [`config`]: the TOML model, validation with `line:column`, secrets from files.
+//! - [`ledger`]: the SQLite referral ledger (WAL, migrations, mode 0600) and its statements.
+//! - [`partners`]: partner identity from referral-source names (NPI, normalized name, aliases).
+//! - [`import`]: EHR exports into the ledger (file hash, batches, quarantine, inbox).
+//! - [`status`]: the `status` report.
+//! - [`telemetry`]: logging setup.
+//!
+//! Connectors live in their own crates under `connectors/` and never touch the ledger.
+
+pub mod config;
+pub mod import;
+pub mod ledger;
+pub mod partners;
+pub mod status;
+pub mod telemetry;

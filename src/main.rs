@@ -1,0 +1,210 @@
+//! The `refbridge` command line: argument parsing and output, nothing else.
+//!
+//! Exit status: 0 ok, 1 runtime failure, 2 usage or configuration error.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use refbridge::config::{Config, LoadedConfig};
+use refbridge::import::{ImportReport, Importer};
+use refbridge::ledger::Ledger;
+use refbridge::status::Status;
+use refbridge::telemetry::{self, LogFormat};
+
+/// Keeps a behavioral-health facility's referral relationships healthy: EHR exports and CRMs
+/// into one referral ledger.
+#[derive(Debug, Parser)]
+#[command(name = "refbridge", version, about)]
+struct Cli {
+    /// How log lines on standard error are written.
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate a config file and the secrets it names; lists every problem with its line.
+    CheckConfig {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Import EHR referral exports (CSV, FHIR Bundle JSON, FHIR NDJSON) into the ledger. Without
+    /// PATHs, imports what waits in the configured inbox.
+    Import {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Print one JSON object instead of a summary.
+        #[arg(long)]
+        json: bool,
+        /// Export files to import, in order.
+        #[arg(value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
+    /// Show what the ledger holds: partners, referrals, import runs and quarantine.
+    Status {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A failure and the exit status it maps to.
+enum Failure {
+    Usage(anyhow::Error),
+    Runtime(anyhow::Error),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(error: E) -> Self {
+        Failure::Runtime(error.into())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(error)) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Runtime(error)) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(command: Command) -> Result<(), Failure> {
+    match command {
+        Command::CheckConfig { config } => {
+            let loaded = load_config(&config)?;
+            println!("{}: valid", loaded.source.display());
+            Ok(())
+        }
+        Command::Import {
+            config,
+            json,
+            paths,
+        } => {
+            let loaded = load_config(&config)?;
+            for path in &paths {
+                if !path.is_file() {
+                    return Err(Failure::Usage(anyhow::anyhow!(
+                        "{}: no such file (give export files, not directories)",
+                        path.display()
+                    )));
+                }
+            }
+            let ehr = loaded.config.connectors.ehr.clone();
+            let inbox = ehr.as_ref().map(|ehr| ehr.inbox.clone());
+            if paths.is_empty() && inbox.is_none() {
+                return Err(Failure::Usage(anyhow::anyhow!(
+                    "nothing to import: give export files, or configure [connectors.ehr] inbox in {}",
+                    config.display()
+                )));
+            }
+            let reader = Importer::reader_for(
+                &ehr.unwrap_or_else(default_ehr),
+                loaded.patient_key.expose(),
+            );
+            let mut ledger = open_ledger(&loaded)?;
+            let mut importer = Importer::new(
+                &mut ledger,
+                reader,
+                &loaded.config.identity.alias,
+                loaded.config.ledger.import_batch_rows,
+            );
+            let report = match (paths.is_empty(), inbox) {
+                (true, Some(inbox)) => importer.import_inbox(&inbox)?,
+                _ => importer.import_files(&paths)?,
+            };
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string(&report).context("cannot encode the report")?
+                );
+            } else {
+                print!("{}", import_summary(&report));
+            }
+            Ok(())
+        }
+        Command::Status { config, json } => {
+            let loaded = load_config(&config)?;
+            let ledger = open_ledger(&loaded)?;
+            let status = Status::read(&ledger).context("cannot read the ledger")?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string(&status).context("cannot encode the status")?
+                );
+            } else {
+                print!("{}", status.to_text());
+            }
+            Ok(())
+        }
+    }
+}
+
+fn load_config(path: &std::path::Path) -> Result<LoadedConfig, Failure> {
+    Config::load(path).map_err(|error| Failure::Usage(error.into()))
+}
+
+fn open_ledger(loaded: &LoadedConfig) -> Result<Ledger, Failure> {
+    let ledger = &loaded.config.ledger;
+    Ok(Ledger::open(
+        &ledger.path,
+        Duration::from_secs(ledger.busy_timeout_seconds),
+    )?)
+}
+
+/// The generic layout, for importing named files when no `[connectors.ehr]` is configured.
+fn default_ehr() -> refbridge::config::EhrConfig {
+    refbridge::config::EhrConfig {
+        inbox: PathBuf::new(),
+        level_of_care_scheme: "asam3".to_string(),
+        csv: Default::default(),
+        fhir: Default::default(),
+    }
+}
+
+fn import_summary(report: &ImportReport) -> String {
+    let mut out = String::new();
+    for file in &report.file_reports {
+        let c = &file.counts;
+        out.push_str(&format!(
+            "{} [{}] {}: {} rows, {} new, {} updated, {} unchanged, {} quarantined, {} warnings, {} skipped\n",
+            file.path.display(),
+            file.format.unwrap_or("-"),
+            file.outcome.as_str(),
+            c.rows,
+            c.referrals_new,
+            c.referrals_updated,
+            c.referrals_unchanged,
+            c.quarantined,
+            c.warnings,
+            c.skipped
+        ));
+        if let Some(message) = &file.message {
+            out.push_str(&format!("  {message}\n"));
+        }
+    }
+    let t = &report.totals;
+    out.push_str(&format!(
+        "{} file(s): {} rows, {} referrals new, {} updated, {} unchanged, {} quarantined, {} warnings; {} new partner(s)\n",
+        report.files, t.rows, t.referrals_new, t.referrals_updated, t.referrals_unchanged, t.quarantined, t.warnings, report.partners_new
+    ));
+    if t.quarantined + t.warnings > 0 {
+        out.push_str("See `refbridge status` for each quarantined row's location and reason.\n");
+    }
+    out
+}

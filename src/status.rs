@@ -1,0 +1,237 @@
+//! `refbridge status`: what the ledger holds and what went wrong, for ops.
+//!
+//! Reads only. Shows counts, recent import runs and quarantine entries by location, field and
+//! reason; quarantine never holds row values, so nothing here can print a patient value.
+
+use std::fmt::Write as _;
+
+use rusqlite::Connection;
+use serde::Serialize;
+
+use crate::ledger::Ledger;
+
+/// How many import runs and quarantine entries the report lists.
+const RECENT_RUNS: usize = 20;
+const RECENT_QUARANTINE: usize = 50;
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub ledger: LedgerStatus,
+    pub partners: PartnerCounts,
+    pub referrals: ReferralCounts,
+    pub import_runs: Vec<ImportRunRow>,
+    pub quarantine: QuarantineStatus,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LedgerStatus {
+    pub path: String,
+    pub schema_version: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PartnerCounts {
+    pub total: i64,
+    pub known_only_from_ehr: i64,
+    pub with_npi: i64,
+    pub source_records: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ReferralCounts {
+    pub total: i64,
+    pub inbound: i64,
+    pub outbound: i64,
+    pub admitted: i64,
+    pub not_admitted: i64,
+    pub pending: i64,
+    pub referred_out: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ImportRunRow {
+    pub id: i64,
+    pub file_name: String,
+    pub format: Option<String>,
+    pub started_at: String,
+    pub outcome: String,
+    pub rows: i64,
+    pub referrals_new: i64,
+    pub referrals_updated: i64,
+    pub referrals_unchanged: i64,
+    pub quarantined: i64,
+    pub warnings: i64,
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct QuarantineStatus {
+    pub rejected: i64,
+    pub warnings: i64,
+    pub recent: Vec<QuarantineRow>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct QuarantineRow {
+    pub import_run_id: i64,
+    pub file_name: String,
+    pub location: String,
+    pub field: Option<String>,
+    pub severity: String,
+    pub reason: String,
+}
+
+impl Status {
+    /// Reads the report from the ledger.
+    pub fn read(ledger: &Ledger) -> rusqlite::Result<Status> {
+        let c = ledger.connection();
+        let count = |sql: &str| -> rusqlite::Result<i64> { c.query_row(sql, [], |row| row.get(0)) };
+        let by_disposition = |value: &str| -> rusqlite::Result<i64> {
+            c.query_row(
+                "SELECT count(*) FROM referral WHERE direction = 'in' AND disposition = ?1",
+                [value],
+                |row| row.get(0),
+            )
+        };
+        Ok(Status {
+            ledger: LedgerStatus {
+                path: ledger.path().display().to_string(),
+                schema_version: count("PRAGMA user_version")?,
+            },
+            partners: PartnerCounts {
+                total: count("SELECT count(*) FROM partner")?,
+                known_only_from_ehr: count("SELECT count(*) FROM partner WHERE origin = 'ehr'")?,
+                with_npi: count("SELECT count(*) FROM partner WHERE npi IS NOT NULL")?,
+                source_records: count("SELECT count(*) FROM partner_source_record")?,
+            },
+            referrals: ReferralCounts {
+                total: count("SELECT count(*) FROM referral")?,
+                inbound: count("SELECT count(*) FROM referral WHERE direction = 'in'")?,
+                outbound: count("SELECT count(*) FROM referral WHERE direction = 'out'")?,
+                admitted: by_disposition("admitted")?,
+                not_admitted: by_disposition("not_admitted")?,
+                pending: by_disposition("pending")?,
+                referred_out: by_disposition("referred_out")?,
+            },
+            import_runs: recent_runs(c)?,
+            quarantine: QuarantineStatus {
+                rejected: count("SELECT count(*) FROM quarantine WHERE severity = 'rejected'")?,
+                warnings: count("SELECT count(*) FROM quarantine WHERE severity = 'warning'")?,
+                recent: recent_quarantine(c)?,
+            },
+        })
+    }
+
+    /// The report as a terminal reads it.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "Ledger     {} (schema {})",
+            self.ledger.path, self.ledger.schema_version
+        );
+        let p = &self.partners;
+        let _ = writeln!(
+            out,
+            "Partners   {} ({} known only from EHR names, {} with NPI; {} source spellings)",
+            p.total, p.known_only_from_ehr, p.with_npi, p.source_records
+        );
+        let r = &self.referrals;
+        let _ = writeln!(
+            out,
+            "Referrals  {} ({} inbound: {} admitted, {} not admitted, {} pending, {} referred out; {} outbound)",
+            r.total, r.inbound, r.admitted, r.not_admitted, r.pending, r.referred_out, r.outbound
+        );
+        let _ = writeln!(out, "\nImport runs (latest {RECENT_RUNS})");
+        if self.import_runs.is_empty() {
+            let _ = writeln!(out, "  none yet");
+        }
+        for run in &self.import_runs {
+            let _ = writeln!(
+                out,
+                "  #{:<5} {}  {:<9} {:<11} {}: {} rows, {} new, {} updated, {} unchanged, {} quarantined, {} warnings",
+                run.id,
+                run.started_at,
+                run.outcome,
+                run.format.as_deref().unwrap_or("-"),
+                run.file_name,
+                run.rows,
+                run.referrals_new,
+                run.referrals_updated,
+                run.referrals_unchanged,
+                run.quarantined,
+                run.warnings
+            );
+            if let Some(message) = &run.message {
+                let _ = writeln!(out, "         {message}");
+            }
+        }
+        let q = &self.quarantine;
+        let _ = writeln!(
+            out,
+            "\nQuarantine {} rejected, {} warnings (latest {RECENT_QUARANTINE})",
+            q.rejected, q.warnings
+        );
+        for entry in &q.recent {
+            let field = entry
+                .field
+                .as_deref()
+                .map(|f| format!(", field {f}"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "  {:<8} {} {}{}: {} (run #{})",
+                entry.severity,
+                entry.file_name,
+                entry.location,
+                field,
+                entry.reason,
+                entry.import_run_id
+            );
+        }
+        out
+    }
+}
+
+fn recent_runs(c: &Connection) -> rusqlite::Result<Vec<ImportRunRow>> {
+    let mut statement = c.prepare(
+        "SELECT id, file_name, format, started_at, outcome, rows, referrals_new, referrals_updated,
+                referrals_unchanged, quarantined, warnings, message
+         FROM import_run ORDER BY id DESC LIMIT ?1",
+    )?;
+    let rows = statement.query_map([RECENT_RUNS as i64], |row| {
+        Ok(ImportRunRow {
+            id: row.get(0)?,
+            file_name: row.get(1)?,
+            format: row.get(2)?,
+            started_at: row.get(3)?,
+            outcome: row.get(4)?,
+            rows: row.get(5)?,
+            referrals_new: row.get(6)?,
+            referrals_updated: row.get(7)?,
+            referrals_unchanged: row.get(8)?,
+            quarantined: row.get(9)?,
+            warnings: row.get(10)?,
+            message: row.get(11)?,
+        })
+    })?;
+    rows.collect()
+}
+
+fn recent_quarantine(c: &Connection) -> rusqlite::Result<Vec<QuarantineRow>> {
+    let mut statement = c.prepare(
+        "SELECT import_run_id, file_name, location, field, severity, reason
+         FROM quarantine ORDER BY id DESC LIMIT ?1",
+    )?;
+    let rows = statement.query_map([RECENT_QUARANTINE as i64], |row| {
+        Ok(QuarantineRow {
+            import_run_id: row.get(0)?,
+            file_name: row.get(1)?,
+            location: row.get(2)?,
+            field: row.get(3)?,
+            severity: row.get(4)?,
+            reason: row.get(5)?,
+        })
+    })?;
+    rows.collect()
+}
