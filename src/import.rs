@@ -17,7 +17,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::config::{AliasConfig, EhrConfig};
-use crate::ledger::store::{self, ReferralLinks, RunCounts, Upsert};
+use crate::ledger::store::{self, ReferralWriter, RunCounts};
 use crate::ledger::{Ledger, LedgerError};
 use crate::partners::PartnerResolver;
 
@@ -255,8 +255,12 @@ impl<'a> Importer<'a> {
         let mut stopped: Option<Problem> = None;
         let format = match format {
             Ok(format) => {
+                let referrals = ReferralWriter::new(connection, EHR_SYSTEM, run_id)
+                    .map_err(|source| rollback(connection, source))
+                    .map_err(sql)?;
                 let mut writer = BatchWriter {
                     connection,
+                    referrals,
                     resolver: &mut resolver,
                     counts: &mut counts,
                     run_id,
@@ -265,24 +269,30 @@ impl<'a> Importer<'a> {
                     in_batch: 0,
                     batch_rows: self.batch_rows,
                 };
-                let result = self
+                let read = self
                     .reader
                     .read(path, format, &mut |record| writer.store(record));
-                match result {
-                    Ok(()) => {}
-                    Err(ReadError::Unusable(problem)) => stopped = Some(problem),
+                // Whatever stopped the reader, the rows before it are stored.
+                let failed = match read {
+                    Ok(()) => writer.finish().err(),
+                    Err(ReadError::Unusable(problem)) => {
+                        stopped = Some(problem);
+                        writer.finish().err()
+                    }
                     Err(ReadError::Io(error)) => {
                         stopped = Some(Problem::new(
                             Location::File,
                             None,
                             format!("reading stopped: {error}"),
                         ));
+                        writer.finish().err()
                     }
-                    Err(ReadError::Sink(source)) => {
-                        let error = rollback(connection, source);
-                        mark_failed(connection, run_id, &error, &now);
-                        return Err(sql(error).into());
-                    }
+                    Err(ReadError::Sink(source)) => Some(source),
+                };
+                if let Some(source) = failed {
+                    let error = rollback(connection, source);
+                    mark_failed(connection, run_id, &error, &now);
+                    return Err(sql(error).into());
                 }
                 Some(format)
             }
@@ -351,6 +361,7 @@ impl<'a> Importer<'a> {
 /// Stores records as the reader hands them over, committing every `batch_rows` rows.
 struct BatchWriter<'a> {
     connection: &'a Connection,
+    referrals: ReferralWriter<'a>,
     resolver: &'a mut PartnerResolver,
     counts: &'a mut RunCounts,
     run_id: i64,
@@ -378,20 +389,20 @@ impl BatchWriter<'_> {
                     )?;
                     self.counts.warnings += 1;
                 }
-                self.store_referral(&referral)?;
-                if let Some(target) = &referral.referred_out_to {
-                    let refer_out = Referral {
-                        direction: Direction::Out,
-                        partner: Some(target.clone()),
-                        referred_out_to: None,
-                        parent_inquiry_id: Some(referral.inquiry_id.clone()),
-                        referred_by: None,
-                        disposition: Disposition::Pending,
-                        disposition_reason: None,
-                        admit_date: None,
-                        ..referral
-                    };
-                    self.store_referral(&refer_out)?;
+                let refer_out = referral.referred_out_to.clone().map(|target| Referral {
+                    direction: Direction::Out,
+                    partner: Some(target),
+                    referred_out_to: None,
+                    parent_inquiry_id: Some(referral.inquiry_id.clone()),
+                    referred_by: None,
+                    disposition: Disposition::Pending,
+                    disposition_reason: None,
+                    admit_date: None,
+                    ..referral.clone()
+                });
+                self.store_referral(referral)?;
+                if let Some(refer_out) = refer_out {
+                    self.store_referral(refer_out)?;
                 }
             }
             Record::Rejected(problem) => {
@@ -418,22 +429,20 @@ impl BatchWriter<'_> {
         Ok(())
     }
 
-    fn store_referral(&mut self, referral: &Referral) -> rusqlite::Result<()> {
+    fn store_referral(&mut self, referral: Referral) -> rusqlite::Result<()> {
         let partner_id = match &referral.partner {
             Some(partner) => Some(self.resolver.resolve(self.connection, partner, self.now)?),
             None => None,
         };
-        let links = ReferralLinks {
-            source_system: EHR_SYSTEM,
-            partner_id,
-            run_id: self.run_id,
-            now: self.now,
-        };
-        match store::upsert_referral(self.connection, referral, &links)? {
-            Upsert::New => self.counts.referrals_new += 1,
-            Upsert::Updated => self.counts.referrals_updated += 1,
-            Upsert::Unchanged => self.counts.referrals_unchanged += 1,
-        }
+        self.referrals.upsert(&referral, partner_id)
+    }
+
+    /// Adds the referral counts to the run's.
+    fn finish(self) -> rusqlite::Result<()> {
+        let stored = self.referrals.counts();
+        self.counts.referrals_new = stored.new;
+        self.counts.referrals_updated = stored.updated;
+        self.counts.referrals_unchanged = stored.unchanged;
         Ok(())
     }
 }

@@ -227,7 +227,7 @@ fn bad_rows_a_garbage_file_and_an_invalid_npi_are_quarantined_beside_the_good_ro
 
 #[test]
 fn fhir_bundle_service_requests_become_referrals_in_and_out() {
-    let facility = Facility::new("[connectors.ehr.fhir]\nfacility_npi = \"1234567893\"\n");
+    let facility = Facility::new("[connectors.ehr.fhir]\nfacility_npi = \"9876543213\"\n");
     let partner_npi = mercy_npi();
     let bundle = serde_json::json!({
         "resourceType": "Bundle",
@@ -247,8 +247,8 @@ fn fhir_bundle_service_requests_become_referrals_in_and_out() {
                 "resourceType": "ServiceRequest", "id": "sr-2",
                 "identifier": [{"value": "F-2"}],
                 "status": "active", "intent": "order", "authoredOn": "2026-06-02",
-                "requester": {"identifier": {"system": "http://hl7.org/fhir/sid/us-npi", "value": "1234567893"}},
-                "performer": [{"display": "Harbor Recovery"}],
+                "requester": {"identifier": {"system": "http://hl7.org/fhir/sid/us-npi", "value": "9876543213"}},
+                "performer": [{"type": "Organization", "display": "Harbor Recovery"}],
                 "basedOn": [{"identifier": {"value": "F-1"}}],
                 "subject": {"reference": "Patient/p1"}
             }},
@@ -313,7 +313,7 @@ fn fhir_ndjson_lines_are_read_one_by_one_and_bad_lines_quarantined() {
         serde_json::json!({
             "resourceType": "ServiceRequest", "id": id, "identifier": [{"value": id}],
             "status": status, "intent": "order", "authoredOn": date,
-            "requester": {"display": "Lakeside Family Practice"},
+            "requester": {"type": "Organization", "display": "Lakeside Family Practice"},
             "subject": {"identifier": {"value": format!("MRN-{id}")}}
         })
         .to_string()

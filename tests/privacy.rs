@@ -78,7 +78,7 @@ fn canary_patient_values_appear_in_no_byte_refbridge_writes() {
     let request = serde_json::json!({
         "resourceType": "ServiceRequest", "id": "sr-canary", "identifier": [{"value": "C-4"}],
         "status": "active", "intent": "order", "authoredOn": "2026-02-04",
-        "requester": {"display": "Mercy Hospital"},
+        "requester": {"type": "Organization", "display": "Mercy Hospital"},
         "subject": {"reference": "Patient/p-canary", "identifier": {"value": "MRN-CANARY-7D41"}, "display": "Quillby Canaryson"},
         "note": [{"text": "canary note: relapsed after detox"}],
         "patientInstruction": "77 Canaryplace Lane, Apt 9"
@@ -97,6 +97,10 @@ fn canary_patient_values_appear_in_no_byte_refbridge_writes() {
     // after the import exits and it can be searched too.
     assert_eq!(facility.run(&["status"]).status, 0);
     let holder = facility.sql();
+    let partners: i64 = holder
+        .query_row("SELECT count(*) FROM partner", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(partners, 0);
     let mut outputs = Vec::new();
     let text_import = facility.run(&["import", &export.display().to_string()]);
     assert_eq!(text_import.status, 0, "{}", text_import.stderr);

@@ -50,7 +50,7 @@ fn default_busy_timeout_seconds() -> u64 {
 }
 
 fn default_import_batch_rows() -> usize {
-    10_000
+    50_000
 }
 
 /// `[privacy]`

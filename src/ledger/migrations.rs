@@ -29,7 +29,8 @@ CREATE TABLE partner_source_record (
     external_key        TEXT NOT NULL,
     raw_name            TEXT NOT NULL,
     normalized_name     TEXT NOT NULL,
-    match_method        TEXT NOT NULL CHECK (match_method IN ('npi', 'name', 'alias', 'new')),
+    match_method        TEXT NOT NULL CHECK (match_method = 'npi' OR match_method = 'name' OR match_method = 'alias'
+                                   OR match_method = 'new'),
     confidence          REAL NOT NULL,
     first_seen_at       TEXT NOT NULL,
     UNIQUE (system, external_key)
@@ -58,11 +59,12 @@ CREATE TABLE import_run (
 );
 CREATE INDEX import_run_sha256 ON import_run(sha256, outcome);
 
+-- When a referral was first and last changed: the started_at of those import runs.
 CREATE TABLE referral (
     id                  INTEGER PRIMARY KEY,
     source_system       TEXT NOT NULL,
     inquiry_id          TEXT NOT NULL,
-    direction           TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+    direction           TEXT NOT NULL CHECK (direction = 'in' OR direction = 'out'),
     partner_id          INTEGER REFERENCES partner(id),
     parent_inquiry_id   TEXT,
     inquiry_date        TEXT NOT NULL,
@@ -72,16 +74,18 @@ CREATE TABLE referral (
     plan_type           TEXT,
     level_of_care_scheme TEXT,
     level_of_care_code  TEXT,
+    -- Checks are spelled with OR: an IN list costs an ephemeral table per inserted row.
     disposition         TEXT NOT NULL
-        CHECK (disposition IN ('admitted', 'not_admitted', 'pending', 'referred_out')),
+        CHECK (disposition = 'admitted' OR disposition = 'not_admitted' OR disposition = 'pending'
+               OR disposition = 'referred_out'),
     disposition_reason  TEXT,
     admit_date          TEXT,
     patient_token       TEXT,
     zip3                TEXT,
-    first_import_run_id INTEGER NOT NULL REFERENCES import_run(id),
-    last_import_run_id  INTEGER NOT NULL REFERENCES import_run(id),
-    created_at          TEXT NOT NULL,
-    updated_at          TEXT NOT NULL,
+    -- Provenance (no foreign key: two lookups per row would slow imports for no integrity gain,
+    -- since import runs are never deleted).
+    first_import_run_id INTEGER NOT NULL,
+    last_import_run_id  INTEGER NOT NULL,
     UNIQUE (source_system, inquiry_id, direction)
 );
 CREATE INDEX referral_partner_date ON referral(partner_id, inquiry_date);
@@ -95,7 +99,7 @@ CREATE TABLE quarantine (
     location            TEXT NOT NULL,
     field               TEXT,
     reason              TEXT NOT NULL,
-    severity            TEXT NOT NULL CHECK (severity IN ('rejected', 'warning')),
+    severity            TEXT NOT NULL CHECK (severity = 'rejected' OR severity = 'warning'),
     created_at          TEXT NOT NULL
 );
 CREATE INDEX quarantine_run ON quarantine(import_run_id);

@@ -63,6 +63,9 @@ pub enum LedgerError {
     },
 }
 
+/// WAL pages written between two automatic checkpoints (16 MiB with 4 KiB pages).
+const AUTOCHECKPOINT_PAGES: i64 = 4096;
+
 /// An open, migrated ledger.
 pub struct Ledger {
     connection: Connection,
@@ -103,8 +106,13 @@ impl Ledger {
             .execute_batch(
                 "PRAGMA journal_mode = WAL;
                  PRAGMA synchronous = NORMAL;
-                 PRAGMA foreign_keys = ON;",
+                 PRAGMA foreign_keys = ON;
+                 PRAGMA cache_size = -16384;
+                 PRAGMA temp_store = MEMORY;",
             )
+            .map_err(open_error)?;
+        connection
+            .pragma_update(None, "wal_autocheckpoint", AUTOCHECKPOINT_PAGES)
             .map_err(open_error)?;
         let mut ledger = Ledger {
             connection,

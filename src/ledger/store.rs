@@ -1,6 +1,6 @@
 //! The statements an import uses. Callers hold the transaction; these functions never commit.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, Statement, params};
 
 use refbridge_model::{Problem, Referral};
 
@@ -136,81 +136,161 @@ pub fn append_audit(
     Ok(())
 }
 
-/// Where a referral's partners and run come from.
-pub struct ReferralLinks<'a> {
-    pub source_system: &'a str,
-    pub partner_id: Option<i64>,
-    pub run_id: i64,
-    pub now: &'a str,
+/// Referrals stored by a [`ReferralWriter`], by what storing them did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UpsertCounts {
+    pub new: u64,
+    pub updated: u64,
+    pub unchanged: u64,
 }
 
-/// Inserts a referral by its natural key (source system, inquiry id, direction), or updates it when
-/// any stored value differs; an identical row is left untouched.
-pub fn upsert_referral(
-    connection: &Connection,
+/// Stores referrals by natural key (source system, inquiry id, direction): a new key is inserted,
+/// a known key is updated only when a stored value differs, an identical row is left untouched.
+/// Statements are prepared once per import.
+pub struct ReferralWriter<'c> {
+    source_system: &'c str,
+    run_id: i64,
+    insert: Statement<'c>,
+    update: Statement<'c>,
+    counts: UpsertCounts,
+}
+
+impl<'c> ReferralWriter<'c> {
+    pub fn new(
+        connection: &'c Connection,
+        source_system: &'c str,
+        run_id: i64,
+    ) -> rusqlite::Result<ReferralWriter<'c>> {
+        Ok(ReferralWriter {
+            source_system,
+            run_id,
+            insert: connection.prepare(
+                "INSERT INTO referral (source_system, inquiry_id, direction, partner_id, parent_inquiry_id,
+                     inquiry_date, referred_by, rep, payer, plan_type, level_of_care_scheme,
+                     level_of_care_code, disposition, disposition_reason, admit_date, patient_token, zip3,
+                     first_import_run_id, last_import_run_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?18)
+                 ON CONFLICT (source_system, inquiry_id, direction) DO NOTHING",
+            )?,
+            update: connection.prepare(
+                "UPDATE referral SET partner_id = ?4, parent_inquiry_id = ?5, inquiry_date = ?6,
+                     referred_by = ?7, rep = ?8, payer = ?9, plan_type = ?10, level_of_care_scheme = ?11,
+                     level_of_care_code = ?12, disposition = ?13, disposition_reason = ?14,
+                     admit_date = ?15, patient_token = ?16, zip3 = ?17, last_import_run_id = ?18
+                 WHERE source_system = ?1 AND inquiry_id = ?2 AND direction = ?3
+                   AND (partner_id IS NOT ?4 OR parent_inquiry_id IS NOT ?5 OR inquiry_date IS NOT ?6
+                     OR referred_by IS NOT ?7 OR rep IS NOT ?8 OR payer IS NOT ?9 OR plan_type IS NOT ?10
+                     OR level_of_care_scheme IS NOT ?11 OR level_of_care_code IS NOT ?12
+                     OR disposition IS NOT ?13 OR disposition_reason IS NOT ?14 OR admit_date IS NOT ?15
+                     OR patient_token IS NOT ?16 OR zip3 IS NOT ?17)",
+            )?,
+            counts: UpsertCounts::default(),
+        })
+    }
+
+    /// Stores one referral.
+    pub fn upsert(&mut self, referral: &Referral, partner_id: Option<i64>) -> rusqlite::Result<()> {
+        bind_referral(
+            &mut self.insert,
+            self.source_system,
+            referral,
+            partner_id,
+            self.run_id,
+        )?;
+        if self.insert.raw_execute()? == 1 {
+            self.counts.new += 1;
+            return Ok(());
+        }
+        bind_referral(
+            &mut self.update,
+            self.source_system,
+            referral,
+            partner_id,
+            self.run_id,
+        )?;
+        if self.update.raw_execute()? == 1 {
+            self.counts.updated += 1;
+        } else {
+            self.counts.unchanged += 1;
+        }
+        Ok(())
+    }
+
+    /// What the referrals stored so far did.
+    pub fn counts(&self) -> UpsertCounts {
+        self.counts
+    }
+}
+
+/// Binds one referral's values to parameters 1 to 18.
+fn bind_referral(
+    statement: &mut Statement<'_>,
+    source_system: &str,
     referral: &Referral,
-    links: &ReferralLinks<'_>,
-) -> rusqlite::Result<Upsert> {
-    let inquiry_date = referral.inquiry_date.to_string();
-    let admit_date = referral.admit_date.map(|date| date.to_string());
-    let values = params![
-        links.source_system,
-        referral.inquiry_id,
-        referral.direction.as_str(),
-        links.partner_id,
-        referral.parent_inquiry_id,
-        inquiry_date,
-        referral.referred_by,
-        referral.rep,
-        referral.payer,
-        referral.plan_type,
+    partner_id: Option<i64>,
+    run_id: i64,
+) -> rusqlite::Result<()> {
+    let mut inquiry_date = [0u8; 10];
+    let mut admit_date = [0u8; 10];
+    statement.raw_bind_parameter(1, source_system)?;
+    statement.raw_bind_parameter(2, &referral.inquiry_id)?;
+    statement.raw_bind_parameter(3, referral.direction.as_str())?;
+    statement.raw_bind_parameter(4, partner_id)?;
+    statement.raw_bind_parameter(5, &referral.parent_inquiry_id)?;
+    statement.raw_bind_parameter(6, iso_date(referral.inquiry_date, &mut inquiry_date))?;
+    statement.raw_bind_parameter(7, &referral.referred_by)?;
+    statement.raw_bind_parameter(8, &referral.rep)?;
+    statement.raw_bind_parameter(9, &referral.payer)?;
+    statement.raw_bind_parameter(10, &referral.plan_type)?;
+    statement.raw_bind_parameter(
+        11,
         referral
             .level_of_care
             .as_ref()
             .map(|loc| loc.scheme.as_str()),
+    )?;
+    statement.raw_bind_parameter(
+        12,
         referral.level_of_care.as_ref().map(|loc| loc.code.as_str()),
-        referral.disposition.as_str(),
+    )?;
+    statement.raw_bind_parameter(13, referral.disposition.as_str())?;
+    statement.raw_bind_parameter(
+        14,
         referral.disposition_reason.map(|reason| reason.as_str()),
-        admit_date,
-        referral.patient.as_ref().map(|token| token.as_str()),
-        referral.zip3,
-        links.run_id,
-        links.now,
+    )?;
+    statement.raw_bind_parameter(
+        15,
+        referral
+            .admit_date
+            .map(|date| iso_date(date, &mut admit_date)),
+    )?;
+    statement.raw_bind_parameter(16, referral.patient.as_ref().map(|token| token.as_str()))?;
+    statement.raw_bind_parameter(17, &referral.zip3)?;
+    statement.raw_bind_parameter(18, run_id)?;
+    Ok(())
+}
+
+/// `YYYY-MM-DD` without an allocation.
+fn iso_date(date: chrono::NaiveDate, buffer: &mut [u8; 10]) -> &str {
+    use chrono::Datelike;
+    let year = date.year().clamp(0, 9999) as u32;
+    let digits = [
+        year / 1000,
+        year / 100 % 10,
+        year / 10 % 10,
+        year % 10,
+        date.month() / 10,
+        date.month() % 10,
+        date.day() / 10,
+        date.day() % 10,
     ];
-    let inserted = connection
-        .prepare_cached(
-            "INSERT INTO referral (source_system, inquiry_id, direction, partner_id, parent_inquiry_id,
-                 inquiry_date, referred_by, rep, payer, plan_type, level_of_care_scheme,
-                 level_of_care_code, disposition, disposition_reason, admit_date, patient_token, zip3,
-                 first_import_run_id, last_import_run_id, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-                 ?18, ?18, ?19, ?19)
-             ON CONFLICT (source_system, inquiry_id, direction) DO NOTHING",
-        )?
-        .execute(values)?;
-    if inserted == 1 {
-        return Ok(Upsert::New);
+    let positions = [0, 1, 2, 3, 5, 6, 8, 9];
+    buffer[4] = b'-';
+    buffer[7] = b'-';
+    for (position, digit) in positions.iter().zip(digits) {
+        buffer[*position] = b'0' + digit as u8;
     }
-    let updated = connection
-        .prepare_cached(
-            "UPDATE referral SET partner_id = ?4, parent_inquiry_id = ?5, inquiry_date = ?6,
-                 referred_by = ?7, rep = ?8, payer = ?9, plan_type = ?10, level_of_care_scheme = ?11,
-                 level_of_care_code = ?12, disposition = ?13, disposition_reason = ?14,
-                 admit_date = ?15, patient_token = ?16, zip3 = ?17, last_import_run_id = ?18,
-                 updated_at = ?19
-             WHERE source_system = ?1 AND inquiry_id = ?2 AND direction = ?3
-               AND (partner_id IS NOT ?4 OR parent_inquiry_id IS NOT ?5 OR inquiry_date IS NOT ?6
-                 OR referred_by IS NOT ?7 OR rep IS NOT ?8 OR payer IS NOT ?9 OR plan_type IS NOT ?10
-                 OR level_of_care_scheme IS NOT ?11 OR level_of_care_code IS NOT ?12
-                 OR disposition IS NOT ?13 OR disposition_reason IS NOT ?14 OR admit_date IS NOT ?15
-                 OR patient_token IS NOT ?16 OR zip3 IS NOT ?17)",
-        )?
-        .execute(values)?;
-    Ok(if updated == 1 {
-        Upsert::Updated
-    } else {
-        Upsert::Unchanged
-    })
+    std::str::from_utf8(buffer).expect("ASCII digits")
 }
 
 /// A partner row as identity resolution needs it.

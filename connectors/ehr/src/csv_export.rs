@@ -192,6 +192,14 @@ fn index_header<E>(
     Ok(index)
 }
 
+/// A value map lookup; most layouts configure no maps, so the empty case costs nothing.
+fn lookup<'m>(map: &'m HashMap<String, String>, text: &str) -> Option<&'m String> {
+    if map.is_empty() {
+        return None;
+    }
+    map.get(&fold_key(text))
+}
+
 fn strip_bom(field: &[u8]) -> &[u8] {
     field.strip_prefix(&[0xEF, 0xBB, 0xBF][..]).unwrap_or(field)
 }
@@ -241,7 +249,7 @@ fn parse_row(
     })?;
     let disposition_text = field(Column::Disposition)
         .ok_or_else(|| reject(Column::Disposition, "the disposition is missing"))?;
-    let disposition = match lookups.disposition.get(&fold_key(&disposition_text)) {
+    let disposition = match lookup(&lookups.disposition, &disposition_text) {
         Some(mapped) => Disposition::parse(mapped),
         None => Disposition::parse(&disposition_text),
     }
@@ -262,7 +270,7 @@ fn parse_row(
     };
 
     let disposition_reason = field(Column::DispositionReason).map(|text| {
-        let parsed = match lookups.disposition_reason.get(&fold_key(&text)) {
+        let parsed = match lookup(&lookups.disposition_reason, &text) {
             Some(mapped) => DispositionReason::parse(mapped),
             None => DispositionReason::parse(&text),
         };
@@ -276,7 +284,7 @@ fn parse_row(
     });
 
     let level_of_care = field(Column::LevelOfCare).and_then(|text| {
-        let code = lookups.level_of_care.get(&fold_key(&text)).map(String::as_str).unwrap_or(&text);
+        let code = lookup(&lookups.level_of_care, &text).map(String::as_str).unwrap_or(&text);
         let parsed = LevelOfCare::parse(code, &reader.level_of_care_scheme);
         if parsed.is_none() {
             warnings.push(reject(
@@ -287,7 +295,7 @@ fn parse_row(
         parsed
     });
 
-    let payer = field(Column::Payer).map(|text| match lookups.payer.get(&fold_key(&text)) {
+    let payer = field(Column::Payer).map(|text| match lookup(&lookups.payer, &text) {
         Some(mapped) => mapped.clone(),
         None => text.into_owned(),
     });

@@ -31,6 +31,9 @@ pub use detect::{DetectError, Format, detect_format};
 pub use layout::{CsvLayout, FhirOptions};
 
 /// One item read from an export.
+// Records are handed to the sink one at a time and never collected, so the large variant costs
+// nothing that boxing it would save.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Record {
     /// A referral to store, with warnings about values that were dropped or defaulted.

@@ -289,20 +289,54 @@ impl fmt::Display for Problem {
     }
 }
 
-/// Lower case, with spaces, hyphens, slashes and dots folded to single underscores.
-fn fold(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.trim().chars() {
-        if c.is_alphanumeric() {
-            out.extend(c.to_lowercase());
-        } else if !out.ends_with('_') && !out.is_empty() {
-            out.push('_');
+/// Lower case, with spaces, hyphens, slashes and dots folded to single underscores. Short ASCII
+/// input (every picklist value) is folded on the stack; this runs for every row of an export.
+fn fold(text: &str) -> FoldedText {
+    let mut folded = FoldedText {
+        bytes: [0; FOLD_CAPACITY],
+        len: 0,
+    };
+    for byte in text.trim().bytes() {
+        let next = if byte.is_ascii_alphanumeric() {
+            byte.to_ascii_lowercase()
+        } else if byte.is_ascii() {
+            if folded.len == 0 || folded.bytes[folded.len - 1] == b'_' {
+                continue;
+            }
+            b'_'
+        } else {
+            // Not a picklist value: matches nothing.
+            return FoldedText::NONE;
+        };
+        if folded.len == FOLD_CAPACITY {
+            return FoldedText::NONE;
         }
+        folded.bytes[folded.len] = next;
+        folded.len += 1;
     }
-    while out.ends_with('_') {
-        out.pop();
+    while folded.len > 0 && folded.bytes[folded.len - 1] == b'_' {
+        folded.len -= 1;
     }
-    out
+    folded
+}
+
+const FOLD_CAPACITY: usize = 48;
+
+struct FoldedText {
+    bytes: [u8; FOLD_CAPACITY],
+    len: usize,
+}
+
+impl FoldedText {
+    /// Matches no known value (longer than any of them, or not ASCII).
+    const NONE: FoldedText = FoldedText {
+        bytes: [0; FOLD_CAPACITY],
+        len: 0,
+    };
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
+    }
 }
 
 #[cfg(test)]
