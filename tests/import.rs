@@ -440,3 +440,26 @@ fn import_refuses_missing_files_with_a_usage_error() {
         output.stderr
     );
 }
+
+#[test]
+fn the_sample_exports_in_the_readme_import_as_it_says() {
+    let facility = Facility::new("");
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let output = facility.run(&[
+        "import",
+        &data.join("generic-sample.csv").display().to_string(),
+        &data.join("service-requests.ndjson").display().to_string(),
+    ]);
+    assert_eq!(output.status, 0, "{}", output.stderr);
+    assert!(
+        output.stdout.contains("2 file(s): 8 rows, 7 referrals new, 0 updated, 0 unchanged, 1 quarantined, 0 warnings; 6 new partner(s)"),
+        "{}",
+        output.stdout
+    );
+    let status = facility.run(&["status"]).stdout;
+    assert!(
+        status.contains("generic-sample.csv line 6, field inquiry_date: the inquiry date is not a date in a known format"),
+        "{status}"
+    );
+    assert!(status.contains("Partners   6 (6 known only from EHR names, 1 with NPI; 6 source spellings)"), "{status}");
+}
