@@ -461,5 +461,9 @@ fn the_sample_exports_in_the_readme_import_as_it_says() {
         status.contains("generic-sample.csv line 6, field inquiry_date: the inquiry date is not a date in a known format"),
         "{status}"
     );
-    assert!(status.contains("Partners   6 (6 known only from EHR names, 1 with NPI; 6 source spellings)"), "{status}");
+    assert!(
+        status
+            .contains("Partners   6 (6 known only from EHR names, 1 with NPI; 6 source spellings)"),
+        "{status}"
+    );
 }
