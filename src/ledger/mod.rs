@@ -107,7 +107,7 @@ impl Ledger {
                 "PRAGMA journal_mode = WAL;
                  PRAGMA synchronous = NORMAL;
                  PRAGMA foreign_keys = ON;
-                 PRAGMA cache_size = -16384;
+                 PRAGMA cache_size = -32768;
                  PRAGMA temp_store = MEMORY;",
             )
             .map_err(open_error)?;
