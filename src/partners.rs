@@ -164,7 +164,7 @@ impl PartnerResolver {
                 .or_insert(partner.id);
             resolver.npi_of.insert(partner.id, partner.npi);
         }
-        for (_, _, normalized_name, partner_id) in store::load_source_records(connection)? {
+        for (normalized_name, partner_id) in store::load_source_record_names(connection)? {
             resolver
                 .by_name
                 .entry(normalized_name)

@@ -312,16 +312,11 @@ pub fn load_partners(connection: &Connection) -> rusqlite::Result<Vec<PartnerRow
     rows.collect()
 }
 
-/// (system, external key, normalized name, partner id) of every source record.
-pub fn load_source_records(
-    connection: &Connection,
-) -> rusqlite::Result<Vec<(String, String, String, i64)>> {
-    let mut statement = connection.prepare(
-        "SELECT system, external_key, normalized_name, partner_id FROM partner_source_record",
-    )?;
-    let rows = statement.query_map([], |row| {
-        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-    })?;
+/// (normalized name, partner id) of every source record: every spelling already matched.
+pub fn load_source_record_names(connection: &Connection) -> rusqlite::Result<Vec<(String, i64)>> {
+    let mut statement =
+        connection.prepare("SELECT normalized_name, partner_id FROM partner_source_record")?;
+    let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
     rows.collect()
 }
 
