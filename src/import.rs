@@ -376,7 +376,9 @@ impl BatchWriter<'_> {
         self.counts.rows += 1;
         match record {
             Record::Referral {
-                referral, warnings, ..
+                mut referral,
+                warnings,
+                ..
             } => {
                 for warning in &warnings {
                     store::insert_quarantine(
@@ -388,6 +390,14 @@ impl BatchWriter<'_> {
                         self.now,
                     )?;
                     self.counts.warnings += 1;
+                }
+                // An outbound referral is keyed by the inquiry it came from when the source says
+                // which, so that a CSV row's `referred_out_to` and a FHIR request `basedOn` that
+                // inquiry are one referral.
+                if referral.direction == Direction::Out
+                    && let Some(parent) = &referral.parent_inquiry_id
+                {
+                    referral.inquiry_id = parent.clone();
                 }
                 let refer_out = referral.referred_out_to.clone().map(|target| Referral {
                     direction: Direction::Out,

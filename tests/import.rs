@@ -269,7 +269,7 @@ fn fhir_bundle_service_requests_become_referrals_in_and_out() {
     let inbound: (String, String, Option<String>, String, String) = sql
         .query_row(
             "SELECT r.disposition, p.name, p.npi, r.level_of_care_code, r.admit_date
-             FROM referral r JOIN partner p ON p.id = r.partner_id WHERE r.inquiry_id = 'F-1'",
+             FROM referral r JOIN partner p ON p.id = r.partner_id WHERE r.inquiry_id = 'F-1' AND r.direction = 'in'",
             [],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
         )
@@ -287,7 +287,7 @@ fn fhir_bundle_service_requests_become_referrals_in_and_out() {
     let outbound: (String, String, String, String) = sql
         .query_row(
             "SELECT r.direction, r.disposition, p.name, r.parent_inquiry_id
-             FROM referral r JOIN partner p ON p.id = r.partner_id WHERE r.inquiry_id = 'F-2'",
+             FROM referral r JOIN partner p ON p.id = r.partner_id WHERE r.inquiry_id = 'F-1' AND r.direction = 'out'",
             [],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
@@ -466,4 +466,57 @@ fn the_sample_exports_in_the_readme_import_as_it_says() {
             .contains("Partners   6 (6 known only from EHR names, 1 with NPI; 6 source spellings)"),
         "{status}"
     );
+}
+
+#[test]
+fn a_synthetic_worlds_exports_import_cleanly_and_agree_with_each_other() {
+    use refbridge_synthetic::{Direction, Scale, WorldSpec, exports::write_exports, generate};
+    let facility = Facility::new(&format!(
+        "[connectors.ehr.fhir]\nfacility_npi = \"{}\"\n",
+        generate(WorldSpec {
+            seed: 7,
+            scale: Scale::Small,
+            as_of: chrono::NaiveDate::from_ymd_opt(2026, 11, 1).unwrap()
+        })
+        .facility
+        .npi
+    ));
+    let world = generate(WorldSpec {
+        seed: 7,
+        scale: Scale::Small,
+        as_of: chrono::NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(),
+    });
+    let files = write_exports(&world, &facility.path("input/world")).unwrap();
+    let inbound = world
+        .referrals
+        .iter()
+        .filter(|r| r.direction == Direction::In)
+        .count() as u64;
+    let outbound = world.referrals.len() as u64 - inbound;
+
+    let csv = facility.import(&[&files.generic_csv]);
+    assert_eq!(csv["rows"], inbound);
+    assert_eq!(
+        csv["referrals_new"],
+        inbound + outbound,
+        "every inquiry and every refer-out"
+    );
+    let rejected = facility
+        .sql()
+        .query_row(
+            "SELECT count(*) FROM quarantine WHERE severity = 'rejected'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap();
+    assert_eq!(rejected, 0);
+
+    // The FHIR export describes the same referrals: nothing new, outbound ones included.
+    let fhir = facility.import(&[&files.service_requests_ndjson, &files.patients_ndjson]);
+    assert_eq!(fhir["referrals_new"], 0, "{fhir}");
+    assert_eq!(
+        fhir["rows"],
+        world.referrals.len() as u64 + fhir["file_reports"][1]["skipped"].as_u64().unwrap()
+    );
+    assert_eq!(facility.status()["referrals"]["total"], inbound + outbound);
 }
