@@ -300,22 +300,24 @@ fn parse_row(
         None => text.into_owned(),
     });
 
-    let partner = field(Column::ReferralSource).map(|source_name| {
-        let npi = field(Column::ReferralSourceNpi).and_then(|text| match Npi::parse(&text) {
-            Ok(npi) => Some(npi),
-            Err(error) => {
-                warnings.push(reject(
-                    Column::ReferralSourceNpi,
-                    &format!("invalid NPI dropped, the row is kept: {error}"),
-                ));
-                None
-            }
-        });
-        PartnerRef {
-            name: source_name.into_owned(),
-            npi,
-            source_type: field(Column::ReferralSourceType).map(|t| t.to_lowercase()),
+    let npi = field(Column::ReferralSourceNpi).and_then(|text| match Npi::parse(&text) {
+        Ok(npi) => Some(npi),
+        Err(error) => {
+            warnings.push(reject(
+                Column::ReferralSourceNpi,
+                &format!("invalid NPI dropped, the row is kept: {error}"),
+            ));
+            None
         }
+    });
+    // A source known only by its NPI is still a partner, named after the NPI.
+    let source_name = field(Column::ReferralSource)
+        .map(Cow::into_owned)
+        .or_else(|| npi.map(|npi| format!("NPI {npi}")));
+    let partner = source_name.map(|name| PartnerRef {
+        name,
+        npi,
+        source_type: field(Column::ReferralSourceType).map(|t| t.to_lowercase()),
     });
     let referred_out_to = field(Column::ReferredOutTo).map(|target| PartnerRef {
         name: target.into_owned(),
