@@ -8,6 +8,7 @@
 //! - [`partners`]: partner identity from referral-source names (NPI, normalized name, aliases).
 //! - [`import`]: EHR exports into the ledger (file hash, batches, quarantine, inbox).
 //! - [`status`]: the `status` report.
+//! - [`sandbox`]: `refbridge sandbox`, both CRM sandboxes on one synthetic world.
 //! - [`telemetry`]: logging setup.
 //!
 //! Connectors live in their own crates under `connectors/` and never touch the ledger.
@@ -16,5 +17,6 @@ pub mod config;
 pub mod import;
 pub mod ledger;
 pub mod partners;
+pub mod sandbox;
 pub mod status;
 pub mod telemetry;

@@ -2,16 +2,21 @@
 //!
 //! Exit status: 0 ok, 1 runtime failure, 2 usage or configuration error.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use chrono::NaiveDate;
 use clap::{Parser, Subcommand};
+use refbridge_synthetic::Scale;
+use refbridge_synthetic::faults::FaultPlan;
 
 use refbridge::config::{Config, LoadedConfig};
 use refbridge::import::{ImportReport, Importer};
 use refbridge::ledger::Ledger;
+use refbridge::sandbox::SandboxRequest;
 use refbridge::status::Status;
 use refbridge::telemetry::{self, LogFormat};
 
@@ -54,6 +59,50 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run local Salesforce and HubSpot sandboxes seeded with one synthetic facility; prints one
+    /// JSON line with their URLs and ready-to-use credentials, then serves until Ctrl-C/SIGTERM.
+    Sandbox {
+        /// Salesforce sandbox port (0: any free port, reported in the JSON line).
+        #[arg(long, value_name = "P", default_value_t = 0)]
+        salesforce_port: u16,
+        /// HubSpot sandbox port (0: any free port).
+        #[arg(long, value_name = "Q", default_value_t = 0)]
+        hubspot_port: u16,
+        /// Address to listen on. The sandboxes have no real security: keep them on loopback.
+        #[arg(long, value_name = "ADDRESS", default_value = "127.0.0.1")]
+        host: IpAddr,
+        /// Seed of the synthetic world: the same seed (and date) gives byte-identical data.
+        #[arg(long, value_name = "N", default_value_t = 7)]
+        seed: u64,
+        /// small (tens of partners), medium, or large (≥ 20,000 partners, ≥ 100,000 contacts).
+        #[arg(long, value_name = "SCALE", default_value = "small", value_parser = parse_scale)]
+        scale: Scale,
+        /// The day the world's 18 months of history end on (default: today, UTC).
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        as_of: Option<NaiveDate>,
+        /// Faults to inject, e.g. 429=0.05,500=0.02,503=0.02,reset=0.01,latency_ms=20,token_ttl_seconds=30.
+        #[arg(long, value_name = "SPEC", value_parser = parse_faults)]
+        faults: Option<FaultPlan>,
+        /// Write the world's EHR exports (generic CSV, FHIR NDJSON) into DIR.
+        #[arg(long, value_name = "DIR")]
+        export_dir: Option<PathBuf>,
+        /// Write a refbridge config that uses the sandboxes (ledger, patient key and inbox in FILE's
+        /// stem + ".d" beside it).
+        #[arg(long, value_name = "FILE")]
+        write_config: Option<PathBuf>,
+        /// PEM public key that Salesforce JWT bearer assertions must be signed for.
+        #[arg(long, value_name = "FILE")]
+        salesforce_jwt_public_key: Option<PathBuf>,
+    },
+}
+
+fn parse_scale(text: &str) -> Result<Scale, String> {
+    Scale::parse(text).ok_or_else(|| format!("{text:?} is not a scale: use small, medium or large"))
+}
+
+fn parse_faults(text: &str) -> Result<FaultPlan, String> {
+    text.parse()
+        .map_err(|error: refbridge_synthetic::faults::FaultPlanError| error.to_string())
 }
 
 /// A failure and the exit status it maps to.
@@ -136,6 +185,40 @@ fn run(command: Command) -> Result<(), Failure> {
             } else {
                 print!("{}", import_summary(&report));
             }
+            Ok(())
+        }
+        Command::Sandbox {
+            salesforce_port,
+            hubspot_port,
+            host,
+            seed,
+            scale,
+            as_of,
+            faults,
+            export_dir,
+            write_config,
+            salesforce_jwt_public_key,
+        } => {
+            if !host.is_loopback() {
+                tracing::warn!(%host, "the sandboxes listen beyond loopback; anyone who can reach them can read and write their data");
+            }
+            let request = SandboxRequest {
+                host,
+                salesforce_port,
+                hubspot_port,
+                seed,
+                scale,
+                as_of: as_of.unwrap_or_else(|| chrono::Utc::now().date_naive()),
+                faults: faults.unwrap_or_default(),
+                export_dir,
+                write_config,
+                salesforce_jwt_public_key,
+            };
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            runtime.block_on(refbridge::sandbox::serve(request))?;
             Ok(())
         }
         Command::Status { config, json } => {
