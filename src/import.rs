@@ -11,7 +11,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use refbridge_ehr::{ExportReader, Format, ReadError, Record, detect_format};
-use refbridge_model::{Direction, Disposition, Location, Problem, Referral};
+use refbridge_model::{Direction, Disposition, Location, PartnerRef, Problem, Referral};
 use rusqlite::Connection;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use crate::config::{AliasConfig, EhrConfig};
 use crate::ledger::store::{self, ReferralWriter, RunCounts};
 use crate::ledger::{Ledger, LedgerError};
-use crate::partners::PartnerResolver;
+use crate::partners::{PartnerResolver, normalize_name};
 
 /// The source system EHR referrals are keyed under.
 pub const EHR_SYSTEM: &str = "ehr";
@@ -80,13 +80,13 @@ pub struct ImportReport {
 pub enum ImportError {
     #[error(transparent)]
     Ledger(#[from] LedgerError),
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot move {path} out of the inbox: {source}")]
+    #[error("cannot move {path} out of the inbox")]
     Move {
         path: PathBuf,
         #[source]
@@ -391,15 +391,13 @@ impl BatchWriter<'_> {
                     )?;
                     self.counts.warnings += 1;
                 }
-                // An outbound referral is keyed by the inquiry it came from when the source says
-                // which, so that a CSV row's `referred_out_to` and a FHIR request `basedOn` that
-                // inquiry are one referral.
                 if referral.direction == Direction::Out
                     && let Some(parent) = &referral.parent_inquiry_id
                 {
-                    referral.inquiry_id = parent.clone();
+                    referral.inquiry_id = outbound_key(parent, referral.partner.as_ref());
                 }
                 let refer_out = referral.referred_out_to.clone().map(|target| Referral {
+                    inquiry_id: outbound_key(&referral.inquiry_id, Some(&target)),
                     direction: Direction::Out,
                     partner: Some(target),
                     referred_out_to: None,
@@ -454,6 +452,16 @@ impl BatchWriter<'_> {
         self.counts.referrals_updated = stored.updated;
         self.counts.referrals_unchanged = stored.unchanged;
         Ok(())
+    }
+}
+
+/// The natural key of an outbound referral whose inquiry is known: the inquiry and the partner it
+/// went to. A CSV row's `referred_out_to` and a FHIR request `basedOn` that inquiry and performed by
+/// that partner are then one referral, and two partners tried for one inquiry are two.
+fn outbound_key(parent_inquiry_id: &str, partner: Option<&PartnerRef>) -> String {
+    match partner {
+        Some(partner) => format!("{parent_inquiry_id}>{}", normalize_name(&partner.name)),
+        None => parent_inquiry_id.to_string(),
     }
 }
 

@@ -14,7 +14,7 @@ use refbridge_synthetic::Scale;
 use refbridge_synthetic::faults::FaultPlan;
 
 use refbridge::config::{Config, LoadedConfig};
-use refbridge::import::{ImportReport, Importer};
+use refbridge::import::{ImportReport, Importer, Outcome};
 use refbridge::ledger::Ledger;
 use refbridge::sandbox::SandboxRequest;
 use refbridge::status::Status;
@@ -147,9 +147,15 @@ fn run(command: Command) -> Result<(), Failure> {
         } => {
             let loaded = load_config(&config)?;
             for path in &paths {
+                if path.is_dir() {
+                    return Err(Failure::Usage(anyhow::anyhow!(
+                        "{} is a directory: give export files (or configure it as the inbox)",
+                        path.display()
+                    )));
+                }
                 if !path.is_file() {
                     return Err(Failure::Usage(anyhow::anyhow!(
-                        "{}: no such file (give export files, not directories)",
+                        "{}: no such file",
                         path.display()
                     )));
                 }
@@ -184,6 +190,18 @@ fn run(command: Command) -> Result<(), Failure> {
                 );
             } else {
                 print!("{}", import_summary(&report));
+            }
+            // Quarantined rows are normal; a file that could not be read (whole or to its end) is
+            // worth a non-zero exit for cron and systemd, after everything else was imported.
+            let unread = report
+                .file_reports
+                .iter()
+                .filter(|file| matches!(file.outcome, Outcome::Rejected | Outcome::Partial))
+                .count();
+            if unread > 0 {
+                return Err(Failure::Runtime(anyhow::anyhow!(
+                    "{unread} file(s) could not be read to the end; see `refbridge status` for where and why"
+                )));
             }
             Ok(())
         }
@@ -223,7 +241,11 @@ fn run(command: Command) -> Result<(), Failure> {
         }
         Command::Status { config, json } => {
             let loaded = load_config(&config)?;
-            let ledger = open_ledger(&loaded)?;
+            let settings = &loaded.config.ledger;
+            let ledger = Ledger::open_existing(
+                &settings.path,
+                Duration::from_secs(settings.busy_timeout_seconds),
+            )?;
             let status = Status::read(&ledger).context("cannot read the ledger")?;
             if json {
                 println!(

@@ -173,7 +173,7 @@ fn bad_rows_a_garbage_file_and_an_invalid_npi_are_quarantined_beside_the_good_ro
         "scan.csv",
         b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x01",
     );
-    let report = facility.import(&[&export, &garbage]);
+    let report = facility.import_expecting(&[&export, &garbage], 1);
     assert_eq!(report["files"], 2);
     assert_eq!(report["referrals_new"], 3, "G-1, G-5 and G-6 are kept");
     assert_eq!(
@@ -287,7 +287,7 @@ fn fhir_bundle_service_requests_become_referrals_in_and_out() {
     let outbound: (String, String, String, String) = sql
         .query_row(
             "SELECT r.direction, r.disposition, p.name, r.parent_inquiry_id
-             FROM referral r JOIN partner p ON p.id = r.partner_id WHERE r.inquiry_id = 'F-1' AND r.direction = 'out'",
+             FROM referral r JOIN partner p ON p.id = r.partner_id WHERE r.parent_inquiry_id = 'F-1' AND r.direction = 'out'",
             [],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
@@ -367,7 +367,18 @@ fn the_inbox_is_imported_and_emptied_into_imported_and_rejected() {
     std::fs::write(inbox.join("garbage.json"), b"\x00\x01\x02").unwrap();
     std::fs::write(inbox.join("still-copying.csv.part"), b"inquiry_id").unwrap();
     let output = facility.run(&["import", "--json"]);
-    assert_eq!(output.status, 0, "{}", output.stderr);
+    assert_eq!(
+        output.status, 1,
+        "the garbage file makes the exit status 1: {}",
+        output.stderr
+    );
+    assert!(
+        output
+            .stderr
+            .contains("1 file(s) could not be read to the end"),
+        "{}",
+        output.stderr
+    );
     let report = output.json();
     assert_eq!(report["files"], 2);
     assert_eq!(report["referrals_new"], 1);
@@ -512,11 +523,129 @@ fn a_synthetic_worlds_exports_import_cleanly_and_agree_with_each_other() {
     assert_eq!(rejected, 0);
 
     // The FHIR export describes the same referrals: nothing new, outbound ones included.
+    let filled = |column: &str| -> i64 {
+        facility
+            .sql()
+            .query_row(&format!("SELECT count({column}) FROM referral"), [], |r| {
+                r.get(0)
+            })
+            .unwrap()
+    };
+    let before: Vec<i64> = ["rep", "referred_by", "plan_type", "zip3", "patient_token"]
+        .iter()
+        .map(|c| filled(c))
+        .collect();
     let fhir = facility.import(&[&files.service_requests_ndjson, &files.patients_ndjson]);
+    let after: Vec<i64> = ["rep", "referred_by", "plan_type", "zip3", "patient_token"]
+        .iter()
+        .map(|c| filled(c))
+        .collect();
+    assert_eq!(before, after, "a source without a field never erases it");
     assert_eq!(fhir["referrals_new"], 0, "{fhir}");
     assert_eq!(
         fhir["rows"],
         world.referrals.len() as u64 + fhir["file_reports"][1]["skipped"].as_u64().unwrap()
     );
     assert_eq!(facility.status()["referrals"]["total"], inbound + outbound);
+}
+
+#[test]
+fn two_partners_tried_for_one_inquiry_are_two_outbound_referrals() {
+    let facility = Facility::new("[connectors.ehr.fhir]\nfacility_npi = \"9876543213\"\n");
+    let outbound = |id: &str, partner: &str| {
+        serde_json::json!({
+            "resourceType": "ServiceRequest", "id": id, "identifier": [{"value": id}],
+            "status": "active", "intent": "order", "authoredOn": "2026-03-02",
+            "requester": {"identifier": {"system": "http://hl7.org/fhir/sid/us-npi", "value": "9876543213"}},
+            "performer": [{"type": "Organization", "display": partner}],
+            "basedOn": [{"identifier": {"value": "INQ-77"}}]
+        })
+        .to_string()
+    };
+    let file = facility.input(
+        "out.ndjson",
+        format!(
+            "{}\n{}\n{}\n",
+            outbound("O-1", "Harbor Recovery"),
+            outbound("O-2", "Summit Detox"),
+            outbound("O-3", "HARBOR RECOVERY")
+        ),
+    );
+    let report = facility.import(&[&file]);
+    assert_eq!(
+        (
+            report["referrals_new"].as_u64(),
+            report["referrals_unchanged"].as_u64()
+        ),
+        (Some(2), Some(1)),
+        "{report}"
+    );
+    let partners: i64 = facility
+        .sql()
+        .query_row(
+            "SELECT count(DISTINCT partner_id) FROM referral WHERE parent_inquiry_id = 'INQ-77'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(partners, 2);
+}
+
+#[test]
+fn a_deep_bundle_entry_does_not_end_the_file_and_a_partial_file_can_be_imported_again() {
+    let facility = Facility::new("");
+    let request = |id: &str| {
+        serde_json::json!({"resource": {"resourceType": "ServiceRequest", "id": id, "identifier": [{"value": id}],
+            "status": "active", "intent": "order", "authoredOn": "2026-04-01"}})
+        .to_string()
+    };
+    let deep = format!(
+        "{{\"resource\": {{\"resourceType\": \"Basic\", \"extension\": {}1{}}}}}",
+        "[".repeat(130),
+        "]".repeat(130)
+    );
+    let bundle = format!(
+        "{{\"resourceType\": \"Bundle\", \"entry\": [{}, {deep}, {}]}}",
+        request("D-1"),
+        request("D-2")
+    );
+    let file = facility.input("deep.json", bundle);
+    let report = facility.import(&[&file]);
+    assert_eq!(report["referrals_new"], 2, "{report}");
+
+    // A Bundle cut off mid-entry: the entries before the cut are stored, and the file is not
+    // treated as imported, so the complete file (or the same bytes) can be imported again.
+    let cut = format!(
+        "{{\"resourceType\": \"Bundle\", \"entry\": [{}, {}",
+        request("T-1"),
+        &request("T-2")[..40]
+    );
+    let truncated = facility.input("truncated.json", &cut);
+    let first = facility.import_expecting(&[&truncated], 1);
+    assert_eq!(
+        (
+            first["referrals_new"].as_u64(),
+            first["file_reports"][0]["outcome"].as_str()
+        ),
+        (Some(1), Some("partial"))
+    );
+    let again = facility.import_expecting(&[&truncated], 1);
+    assert_eq!(
+        again["file_reports"][0]["outcome"], "partial",
+        "not a duplicate: {again}"
+    );
+    assert_eq!(again["referrals_unchanged"], 1);
+}
+
+#[test]
+fn status_does_not_create_a_ledger_at_a_mistyped_path() {
+    let facility = Facility::new("");
+    let output = facility.run(&["status"]);
+    assert_eq!(output.status, 1);
+    assert!(
+        output.stderr.contains("there is no ledger at"),
+        "{}",
+        output.stderr
+    );
+    assert!(!facility.ledger().exists());
 }

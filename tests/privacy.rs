@@ -28,6 +28,8 @@ fn needles() -> Vec<&'static str> {
         "relapsed",
         "7D41",
         "11/11/1911",
+        "Canarymom",
+        "Canaryheader",
     ]);
     needles
 }
@@ -65,7 +67,21 @@ fn canary_patient_values_appear_in_no_byte_refbridge_writes() {
                 ("inquiry_date", "1911-11-11x"),
                 ("disposition", "admitted"),
             ])),
+            // A family referral: the relative's name must not become a partner or a referrer.
+            row(&patient_fields(&[
+                ("inquiry_id", "C-6"),
+                ("inquiry_date", "2026-02-06"),
+                ("referral_source", "Mother - Canarymom Quillby"),
+                ("referral_source_type", "family"),
+                ("referred_by", "Canarymom Quillby"),
+                ("disposition", "pending"),
+            ])),
         ]),
+    );
+    // An export without its header row: the first row's patient values sit where names would be.
+    let headerless = facility.input(
+        "headerless.csv",
+        "C-9,2026-02-09,Admitted,Canaryheader Quillby,Canaryheader Quillby,MRN-CANARY-7D41\n",
     );
     let patient = serde_json::json!({
         "resourceType": "Patient", "id": "p-canary",
@@ -95,7 +111,11 @@ fn canary_patient_values_appear_in_no_byte_refbridge_writes() {
 
     // Create the ledger, then hold a connection open so that SQLite keeps the WAL file on disk
     // after the import exits and it can be searched too.
-    assert_eq!(facility.run(&["status"]).status, 0);
+    assert_eq!(
+        facility.run(&["import"]).status,
+        0,
+        "an empty inbox: creates the ledger"
+    );
     let holder = facility.sql();
     let partners: i64 = holder
         .query_row("SELECT count(*) FROM partner", [], |r| r.get(0))
@@ -105,6 +125,9 @@ fn canary_patient_values_appear_in_no_byte_refbridge_writes() {
     let text_import = facility.run(&["import", &export.display().to_string()]);
     assert_eq!(text_import.status, 0, "{}", text_import.stderr);
     outputs.push(text_import);
+    let headerless_import = facility.run(&["import", &headerless.display().to_string()]);
+    assert_eq!(headerless_import.status, 1, "{}", headerless_import.stderr);
+    outputs.push(headerless_import);
     let json_import = common::run_binary(
         &["import", "--json", &ndjson.display().to_string()],
         Some(&facility.config),

@@ -21,19 +21,21 @@ use rusqlite::{Connection, OpenFlags};
 /// Ledger failures, with the file they concern.
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
-    #[error("cannot create the ledger directory {path}: {source}")]
+    #[error("cannot create the ledger directory {path}")]
     CreateDirectory {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot create the ledger file {path}: {source}")]
+    #[error("cannot create the ledger file {path}")]
     CreateFile {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot open the ledger {path}: {source}")]
+    #[error("there is no ledger at {path} yet: check ledger.path, or import something first")]
+    Missing { path: PathBuf },
+    #[error("cannot open the ledger {path}")]
     Open {
         path: PathBuf,
         #[source]
@@ -47,7 +49,7 @@ pub enum LedgerError {
         found: i64,
         known: i64,
     },
-    #[error("migration {version} ({what}) failed on {path}: {source}")]
+    #[error("migration {version} ({what}) failed on {path}")]
     Migration {
         path: PathBuf,
         version: i64,
@@ -55,7 +57,7 @@ pub enum LedgerError {
         #[source]
         source: rusqlite::Error,
     },
-    #[error("ledger {path}: {source}")]
+    #[error("ledger {path}")]
     Sql {
         path: PathBuf,
         #[source]
@@ -120,6 +122,17 @@ impl Ledger {
         };
         ledger.migrate()?;
         Ok(ledger)
+    }
+
+    /// Opens (and migrates) a ledger that must already exist: for reports, which should not
+    /// create an empty ledger at a mistyped path.
+    pub fn open_existing(path: &Path, busy_timeout: Duration) -> Result<Ledger, LedgerError> {
+        if !path.is_file() {
+            return Err(LedgerError::Missing {
+                path: path.to_path_buf(),
+            });
+        }
+        Ledger::open(path, busy_timeout)
     }
 
     /// The schema version this build writes.

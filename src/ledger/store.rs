@@ -85,11 +85,12 @@ pub fn finish_import_run(
     Ok(())
 }
 
-/// The run that already imported a file with this hash, if any.
+/// The run that already imported every row of a file with this hash, if any. A file that stopped
+/// part-way (`partial`) may be imported again: its stored rows are upserted unchanged.
 pub fn find_imported(connection: &Connection, sha256: &str) -> rusqlite::Result<Option<i64>> {
     connection
         .query_row(
-            "SELECT id FROM import_run WHERE sha256 = ?1 AND outcome IN ('imported', 'partial')
+            "SELECT id FROM import_run WHERE sha256 = ?1 AND outcome = 'imported'
              ORDER BY id LIMIT 1",
             [sha256],
             |row| row.get(0),
@@ -145,7 +146,8 @@ pub struct UpsertCounts {
 }
 
 /// Stores referrals by natural key (source system, inquiry id, direction): a new key is inserted,
-/// a known key is updated only when a stored value differs, an identical row is left untouched.
+/// a known key is updated only when the new record changes a stored value (an empty value changes
+/// nothing), an identical row is left untouched.
 /// Statements are prepared once per import.
 pub struct ReferralWriter<'c> {
     source_system: &'c str,
@@ -172,17 +174,30 @@ impl<'c> ReferralWriter<'c> {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?18)
                  ON CONFLICT (source_system, inquiry_id, direction) DO NOTHING",
             )?,
+            // A value the new record leaves empty never erases a stored one: exports differ in
+            // what they carry (a FHIR request has no rep, a CSV row no ASAM coding). The
+            // disposition and its reason always move together.
             update: connection.prepare(
-                "UPDATE referral SET partner_id = ?4, parent_inquiry_id = ?5, inquiry_date = ?6,
-                     referred_by = ?7, rep = ?8, payer = ?9, plan_type = ?10, level_of_care_scheme = ?11,
-                     level_of_care_code = ?12, disposition = ?13, disposition_reason = ?14,
-                     admit_date = ?15, patient_token = ?16, zip3 = ?17, last_import_run_id = ?18
+                "UPDATE referral SET partner_id = COALESCE(?4, partner_id),
+                     parent_inquiry_id = COALESCE(?5, parent_inquiry_id), inquiry_date = ?6,
+                     referred_by = COALESCE(?7, referred_by), rep = COALESCE(?8, rep),
+                     payer = COALESCE(?9, payer), plan_type = COALESCE(?10, plan_type),
+                     level_of_care_scheme = COALESCE(?11, level_of_care_scheme),
+                     level_of_care_code = COALESCE(?12, level_of_care_code), disposition = ?13,
+                     disposition_reason = ?14, admit_date = COALESCE(?15, admit_date),
+                     patient_token = COALESCE(?16, patient_token), zip3 = COALESCE(?17, zip3),
+                     last_import_run_id = ?18
                  WHERE source_system = ?1 AND inquiry_id = ?2 AND direction = ?3
-                   AND (partner_id IS NOT ?4 OR parent_inquiry_id IS NOT ?5 OR inquiry_date IS NOT ?6
-                     OR referred_by IS NOT ?7 OR rep IS NOT ?8 OR payer IS NOT ?9 OR plan_type IS NOT ?10
-                     OR level_of_care_scheme IS NOT ?11 OR level_of_care_code IS NOT ?12
-                     OR disposition IS NOT ?13 OR disposition_reason IS NOT ?14 OR admit_date IS NOT ?15
-                     OR patient_token IS NOT ?16 OR zip3 IS NOT ?17)",
+                   AND ((?4 IS NOT NULL AND partner_id IS NOT ?4)
+                     OR (?5 IS NOT NULL AND parent_inquiry_id IS NOT ?5) OR inquiry_date IS NOT ?6
+                     OR (?7 IS NOT NULL AND referred_by IS NOT ?7) OR (?8 IS NOT NULL AND rep IS NOT ?8)
+                     OR (?9 IS NOT NULL AND payer IS NOT ?9) OR (?10 IS NOT NULL AND plan_type IS NOT ?10)
+                     OR (?11 IS NOT NULL AND level_of_care_scheme IS NOT ?11)
+                     OR (?12 IS NOT NULL AND level_of_care_code IS NOT ?12)
+                     OR disposition IS NOT ?13 OR disposition_reason IS NOT ?14
+                     OR (?15 IS NOT NULL AND admit_date IS NOT ?15)
+                     OR (?16 IS NOT NULL AND patient_token IS NOT ?16)
+                     OR (?17 IS NOT NULL AND zip3 IS NOT ?17))",
             )?,
             counts: UpsertCounts::default(),
         })

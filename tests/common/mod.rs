@@ -83,11 +83,20 @@ impl Facility {
 
     /// `refbridge import --json PATHS…`, asserting success, as JSON.
     pub fn import(&self, paths: &[&Path]) -> Value {
+        self.import_expecting(paths, 0)
+    }
+
+    /// `refbridge import --json PATHS…`, asserting the exit status (1: a file was unreadable), as JSON.
+    pub fn import_expecting(&self, paths: &[&Path], status: i32) -> Value {
         let mut args = vec!["import", "--json"];
         let texts: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
         args.extend(texts.iter().map(String::as_str));
         let output = self.run(&args);
-        assert_eq!(output.status, 0, "import failed: {}", output.stderr);
+        assert_eq!(
+            output.status, status,
+            "import exit status: {}",
+            output.stderr
+        );
         output.json()
     }
 

@@ -149,17 +149,22 @@ fn index_header<E>(
     header: &csv::ByteRecord,
     line: u64,
 ) -> Result<ColumnIndex, ReadError<E>> {
-    let mut positions: HashMap<String, usize> = HashMap::new();
+    // Header cells are compared with the names of the columns refbridge reads; nothing else of
+    // the header is kept, because a file without a header row has patient values there.
+    let wanted: HashMap<String, Column> = Column::ALL
+        .iter()
+        .map(|column| (fold_key(reader.csv.columns.header_for(*column)), *column))
+        .collect();
+    let mut index = ColumnIndex([None; Column::ALL.len()]);
     for (position, name) in header.iter().enumerate() {
         let name = decode(if position == 0 { strip_bom(name) } else { name });
-        let key = fold_key(&name);
-        if key.is_empty() {
+        let Some(column) = wanted.get(&fold_key(&name)).copied() else {
             continue;
-        }
-        if let Some(first) = positions.insert(key, position) {
+        };
+        if let Some(first) = index.0[column as usize].replace(position) {
             return Err(ReadError::Unusable(Problem::new(
                 Location::Line(line),
-                Some(name.trim()),
+                Some(reader.csv.columns.header_for(column)),
                 format!(
                     "the header names this column twice (columns {} and {})",
                     first + 1,
@@ -168,28 +173,61 @@ fn index_header<E>(
             )));
         }
     }
-    let mut index = ColumnIndex([None; Column::ALL.len()]);
-    for column in Column::ALL {
-        index.0[column as usize] = positions
-            .get(&fold_key(reader.csv.columns.header_for(column)))
-            .copied();
-    }
     let missing: Vec<&str> = Column::REQUIRED
         .iter()
         .filter(|column| index.get(**column).is_none())
         .map(|column| reader.csv.columns.header_for(*column))
         .collect();
     if !missing.is_empty() {
+        let delimiter_hint = if header.len() == 1
+            && header
+                .get(0)
+                .is_some_and(|cell| cell.contains(&b';') || cell.contains(&b'\t'))
+        {
+            " (the header looks semicolon- or tab-separated: export comma-separated values)"
+        } else {
+            ""
+        };
         return Err(ReadError::Unusable(Problem::new(
             Location::Line(line),
             None,
             format!(
-                "the header lacks the required column(s) {}; rename them under [connectors.ehr.csv.columns] if the export calls them otherwise",
+                "the header lacks the required column(s) {}; rename them under [connectors.ehr.csv.columns] if the export calls them otherwise{delimiter_hint}",
                 missing.join(", ")
             ),
         )));
     }
     Ok(index)
+}
+
+/// The longest value accepted in a column refbridge reads.
+const MAX_FIELD_BYTES: usize = 1024;
+
+/// Source types and source names that mean the patient or their family referred themselves.
+fn is_personal_source(text: &str) -> bool {
+    const PERSONAL: &[&str] = &[
+        "self",
+        "self referral",
+        "self-referral",
+        "selfreferral",
+        "patient",
+        "family",
+        "family member",
+        "relative",
+        "parent",
+        "mother",
+        "father",
+        "spouse",
+        "partner/spouse",
+        "friend",
+        "walk-in",
+        "walk in",
+    ];
+    let folded = text.trim().to_lowercase();
+    PERSONAL.contains(&folded.as_str())
+        || folded
+            .strip_prefix("self")
+            .is_some_and(|rest| rest.starts_with(|c: char| !c.is_alphanumeric()))
 }
 
 /// A value map lookup; most layouts configure no maps, so the empty case costs nothing.
@@ -235,6 +273,19 @@ fn parse_row(
     let name = |column: Column| reader.csv.columns.header_for(column);
     let reject = |column: Column, reason: &str| Problem::new(location, Some(name(column)), reason);
     let mut warnings = Vec::new();
+    // No field refbridge reads is this long in a real export: the row is shifted or corrupt.
+    for column in Column::ALL {
+        if let Some(bytes) = columns
+            .get(column)
+            .and_then(|position| record.get(position))
+            && bytes.len() > MAX_FIELD_BYTES
+        {
+            return Err(reject(
+                column,
+                &format!("the value is longer than {MAX_FIELD_BYTES} bytes; the row looks corrupt"),
+            ));
+        }
+    }
 
     let inquiry_id = field(Column::InquiryId)
         .ok_or_else(|| reject(Column::InquiryId, "the inquiry id is missing"))?
@@ -310,14 +361,18 @@ fn parse_row(
             None
         }
     });
+    let source_type = field(Column::ReferralSourceType).map(|t| t.to_lowercase());
+    // A self or family referral names the patient or a relative: no partner, no referring person.
+    let personal = source_type.as_deref().is_some_and(is_personal_source)
+        || field(Column::ReferralSource).is_some_and(|source| is_personal_source(&source));
     // A source known only by its NPI is still a partner, named after the NPI.
     let source_name = field(Column::ReferralSource)
         .map(Cow::into_owned)
         .or_else(|| npi.map(|npi| format!("NPI {npi}")));
-    let partner = source_name.map(|name| PartnerRef {
+    let partner = source_name.filter(|_| !personal).map(|name| PartnerRef {
         name,
         npi,
-        source_type: field(Column::ReferralSourceType).map(|t| t.to_lowercase()),
+        source_type,
     });
     let referred_out_to = field(Column::ReferredOutTo).map(|target| PartnerRef {
         name: target.into_owned(),
@@ -344,7 +399,9 @@ fn parse_row(
         partner,
         referred_out_to,
         parent_inquiry_id: None,
-        referred_by: field(Column::ReferredBy).map(Cow::into_owned),
+        referred_by: field(Column::ReferredBy)
+            .filter(|_| !personal)
+            .map(Cow::into_owned),
         rep: field(Column::Rep).map(Cow::into_owned),
         payer,
         plan_type: field(Column::PlanType).map(Cow::into_owned),
@@ -532,6 +589,56 @@ mod tests {
         );
         let (_, problem) = read_all(&reader(CsvLayout::default()), b"\n\n");
         assert!(problem.unwrap().reason.contains("no header"));
+    }
+
+    #[test]
+    fn self_and_family_referrals_name_no_partner_and_no_referring_person() {
+        let text = format!(
+            "{GENERIC_HEADER}\n\
+             F-1,2026-01-02,Mother - Joan Canarymom,,family,Joan Canarymom,,,,,pending,,,,,,,,,,\n\
+             F-2,2026-01-02,Self (walk-in),,,Pat Canaryself,,,,,pending,,,,,,,,,,\n\
+             F-3,2026-01-02,Family Health Center,,community,Dr. Real,,,,,pending,,,,,,,,,,\n"
+        );
+        let (records, _) = read_all(&reader(CsvLayout::default()), text.as_bytes());
+        let got = referrals(&records);
+        assert_eq!(
+            (got[0].partner.as_ref(), got[0].referred_by.as_ref()),
+            (None, None)
+        );
+        assert_eq!(
+            (got[1].partner.as_ref(), got[1].referred_by.as_ref()),
+            (None, None)
+        );
+        assert_eq!(
+            got[2].partner.as_ref().unwrap().name,
+            "Family Health Center"
+        );
+        assert!(!format!("{records:?}").contains("Canary"));
+    }
+
+    #[test]
+    fn a_headerless_file_never_echoes_its_cells_and_huge_fields_are_refused() {
+        let (records, problem) = read_all(
+            &reader(CsvLayout::default()),
+            b"Z2,2026-09-01,Admitted,M2,Jane Canaryleak,Jane Canaryleak\n",
+        );
+        assert!(records.is_empty());
+        assert!(!problem.unwrap().to_string().contains("Canary"));
+        let huge = "x".repeat(5_000);
+        let text = format!(
+            "inquiry_id,inquiry_date,disposition,referral_source\nH-1,2026-01-02,pending,{huge}\nH-2,2026-01-02,pending,ok\n"
+        );
+        let (records, _) = read_all(&reader(CsvLayout::default()), text.as_bytes());
+        let Record::Rejected(problem) = &records[0] else {
+            panic!("{records:?}")
+        };
+        assert_eq!(problem.field.as_deref(), Some("referral_source"));
+        assert_eq!(referrals(&records)[0].inquiry_id, "H-2");
+        let (_, problem) = read_all(
+            &reader(CsvLayout::default()),
+            b"inquiry_id;inquiry_date;disposition\n1;2;3\n",
+        );
+        assert!(problem.unwrap().reason.contains("semicolon"));
     }
 
     #[test]

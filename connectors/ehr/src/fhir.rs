@@ -34,8 +34,8 @@ use crate::{ExportReader, ReadError, Record};
 /// The longest NDJSON line read; a longer one is rejected and skipped without being buffered.
 pub(crate) const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
 
-/// How deep brackets may nest anywhere in a Bundle, skipped values included. Values that are
-/// materialized are held to serde_json's own, lower, recursion limit.
+/// How deep brackets may nest anywhere in a Bundle, kept or skipped values alike. It bounds the
+/// parser's recursion (serde_json's own limit is disabled for Bundles).
 const MAX_NESTING: usize = 512;
 
 const READ_BUFFER_BYTES: usize = 256 * 1024;
@@ -342,6 +342,9 @@ fn walk_bundle<E>(
         input.consume(UTF8_BOM.len());
     }
     let mut deserializer = serde_json::Deserializer::from_reader(input);
+    // The NestingGuard under the reader bounds depth (and so the stack) for every value, kept or
+    // skipped; serde_json's own limit of 128 would end the whole Bundle at one deep entry.
+    deserializer.disable_recursion_limit();
     let mut walk = BundleWalk {
         wanted,
         on_entry,

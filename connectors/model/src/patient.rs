@@ -56,7 +56,15 @@ impl PatientToken {
     }
 }
 
-/// The first three digits of a US ZIP code (`"12345-6789"` → `"123"`), or `None` if it is not one.
+/// Three-digit ZIP prefixes with 20,000 people or fewer, which HIPAA's Safe Harbor method requires to
+/// be written as `000` (HHS guidance, 2000 Census figures).
+const SPARSE_ZIP3: &[&str] = &[
+    "036", "059", "063", "102", "203", "556", "692", "790", "821", "823", "830", "831", "878",
+    "879", "884", "890", "893",
+];
+
+/// The first three digits of a US ZIP code (`"12345-6789"` → `"123"`), `"000"` for the sparsely
+/// populated prefixes Safe Harbor withholds, or `None` if it is not a ZIP code.
 pub fn zip3(zip: &str) -> Option<String> {
     let zip = zip.trim();
     let digits: String = zip.chars().take_while(|c| c.is_ascii_digit()).collect();
@@ -71,7 +79,15 @@ pub fn zip3(zip: &str) -> Option<String> {
     if !plus_four_ok {
         return None;
     }
-    Some(digits[..3].to_string())
+    let prefix = &digits[..3];
+    Some(
+        if SPARSE_ZIP3.contains(&prefix) {
+            "000"
+        } else {
+            prefix
+        }
+        .to_string(),
+    )
 }
 
 #[cfg(test)]
@@ -95,6 +111,12 @@ mod tests {
     fn zip3_keeps_three_digits_of_valid_zips_only() {
         assert_eq!(zip3("12345").as_deref(), Some("123"));
         assert_eq!(zip3("12345-6789").as_deref(), Some("123"));
+        assert_eq!(
+            zip3("03601").as_deref(),
+            Some("000"),
+            "a Safe Harbor prefix"
+        );
+        assert_eq!(zip3("89301-1234").as_deref(), Some("000"));
         assert_eq!(zip3("1234"), None);
         assert_eq!(zip3("12345-67"), None);
         assert_eq!(zip3("ABCDE"), None);
