@@ -8,6 +8,7 @@
 //! - [`partners`]: partner identity from referral-source names (NPI, normalized name, aliases).
 //! - [`import`]: EHR exports into the ledger (file hash, batches, quarantine, inbox).
 //! - [`status`]: the `status` report.
+//! - [`sync`]: `sync --once`: CRM streams into the ledger, the outbox out to the CRM.
 //! - [`sandbox`]: `refbridge sandbox`, both CRM sandboxes on one synthetic world.
 //! - [`telemetry`]: logging setup.
 //!
@@ -19,4 +20,5 @@ pub mod ledger;
 pub mod partners;
 pub mod sandbox;
 pub mod status;
+pub mod sync;
 pub mod telemetry;

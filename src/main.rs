@@ -19,6 +19,7 @@ use refbridge::ledger::Ledger;
 use refbridge::sandbox::SandboxRequest;
 use refbridge::status::Status;
 use refbridge::telemetry::{self, LogFormat};
+use refbridge_salesforce::SalesforceClient;
 
 /// Keeps a behavioral-health facility's referral relationships healthy: EHR exports and CRMs
 /// into one referral ledger.
@@ -38,6 +39,25 @@ enum Command {
     CheckConfig {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
+        /// Also connect to each configured CRM: login, API version, mapped objects and fields,
+        /// the task external-id field.
+        #[arg(long)]
+        connect: bool,
+    },
+    /// Pull every stream of every configured CRM into the ledger, then push pending tasks.
+    Sync {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Run once and exit (the scheduled daemon is `refbridge run`).
+        #[arg(long, required = true)]
+        once: bool,
+        /// Print one JSON object with the per-stream counts and API calls.
+        #[arg(long)]
+        json: bool,
+        /// Also run the reconciliation pass (ids only): mark what the CRM deleted, and re-read a
+        /// stream whose cursor missed a record. Meant for a nightly run.
+        #[arg(long)]
+        reconcile: bool,
     },
     /// Import EHR referral exports (CSV, FHIR Bundle JSON, FHIR NDJSON) into the ledger. Without
     /// PATHs, imports what waits in the configured inbox.
@@ -135,9 +155,74 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<(), Failure> {
     match command {
-        Command::CheckConfig { config } => {
+        Command::CheckConfig { config, connect } => {
             let loaded = load_config(&config)?;
-            println!("{}: valid", loaded.source.display());
+            if connect {
+                let problems = runtime()?.block_on(connect_problems(&loaded));
+                if !problems.is_empty() {
+                    return Err(Failure::Usage(anyhow::anyhow!(
+                        "{} is valid, but connecting found {} problem(s):\n  {}",
+                        loaded.source.display(),
+                        problems.len(),
+                        problems.join("\n  ")
+                    )));
+                }
+                println!(
+                    "{}: valid; every configured CRM answered as configured",
+                    loaded.source.display()
+                );
+            } else {
+                println!("{}: valid", loaded.source.display());
+            }
+            Ok(())
+        }
+        Command::Sync {
+            config,
+            once: _,
+            json,
+            reconcile,
+        } => {
+            let loaded = load_config(&config)?;
+            let (Some(settings), Some(secrets)) = (
+                &loaded.config.connectors.salesforce,
+                &loaded.salesforce_secrets,
+            ) else {
+                return Err(Failure::Usage(anyhow::anyhow!(
+                    "nothing to sync: {} configures no CRM connector ([connectors.salesforce])",
+                    config.display()
+                )));
+            };
+            let client =
+                SalesforceClient::new(settings.clone(), secrets.clone()).map_err(|error| {
+                    Failure::Usage(anyhow::anyhow!("connectors.salesforce: {error}"))
+                })?;
+            let mut ledger = open_ledger(&loaded)?;
+            let report = runtime()?
+                .block_on(refbridge::sync::sync_salesforce(
+                    &mut ledger,
+                    &client,
+                    chrono::Utc::now(),
+                    reconcile,
+                ))
+                .map_err(|error| match error {
+                    refbridge::sync::SyncError::Config(message) => {
+                        Failure::Usage(anyhow::anyhow!("{message}"))
+                    }
+                    other => Failure::Runtime(other.into()),
+                })?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string(&report).context("cannot encode the report")?
+                );
+            } else {
+                print!("{}", sync_summary(&report));
+            }
+            if report.has_failures() {
+                return Err(Failure::Runtime(anyhow::anyhow!(
+                    "a stream failed; see the lines above and `refbridge status`"
+                )));
+            }
             Ok(())
         }
         Command::Import {
@@ -232,11 +317,7 @@ fn run(command: Command) -> Result<(), Failure> {
                 write_config,
                 salesforce_jwt_public_key,
             };
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("cannot start the async runtime")?;
-            runtime.block_on(refbridge::sandbox::serve(request))?;
+            runtime()?.block_on(refbridge::sandbox::serve(request))?;
             Ok(())
         }
         Command::Status { config, json } => {
@@ -258,6 +339,69 @@ fn run(command: Command) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?)
+}
+
+/// One line per problem found by connecting to each configured CRM.
+async fn connect_problems(loaded: &LoadedConfig) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let (Some(settings), Some(secrets)) = (
+        &loaded.config.connectors.salesforce,
+        &loaded.salesforce_secrets,
+    ) {
+        match SalesforceClient::new(settings.clone(), secrets.clone()) {
+            Ok(client) => problems.extend(
+                client
+                    .healthcheck()
+                    .await
+                    .into_iter()
+                    .map(|p| format!("salesforce: {p}")),
+            ),
+            Err(error) => problems.push(format!("salesforce: {error}")),
+        }
+    }
+    problems
+}
+
+fn sync_summary(report: &refbridge::sync::SyncReport) -> String {
+    let mut out = String::new();
+    for stream in &report.streams {
+        let c = &stream.counts;
+        out.push_str(&format!(
+            "{} {:<10} {:<8} {} read, {} new, {} changed, {} unchanged, {} deleted; {} API call(s)\n",
+            stream.system, stream.stream, stream.outcome, c.read, c.new, c.changed, c.unchanged, c.deleted, c.api_calls
+        ));
+        if let Some(message) = &stream.message {
+            out.push_str(&format!("  {message}\n"));
+        }
+    }
+    for stream in &report.reconciled {
+        out.push_str(&format!(
+            "{} {:<10} reconciled: {} live, {} marked deleted; {} API call(s)\n",
+            stream.system,
+            stream.stream,
+            stream.counts.read,
+            stream.counts.deleted,
+            stream.counts.api_calls
+        ));
+        if let Some(message) = &stream.message {
+            out.push_str(&format!("  {message}\n"));
+        }
+    }
+    for push in &report.push {
+        out.push_str(&format!(
+            "{} push: {} intent(s), {} stored ({} new), {} to retry, {} refused\n",
+            push.system, push.intents, push.stored, push.created, push.retryable, push.permanent
+        ));
+    }
+    out.push_str(&format!("{} API call(s) in all\n", report.api_calls));
+    out
 }
 
 fn load_config(path: &std::path::Path) -> Result<LoadedConfig, Failure> {

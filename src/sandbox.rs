@@ -137,6 +137,17 @@ async fn wait_for_termination() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Writes a secret file readable by its owner only (replacing an older one).
+fn write_secret(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let _ = std::fs::remove_file(path);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    std::io::Write::write_all(&mut file, bytes)
+}
+
 /// Writes a config next to a state folder (`<config stem>.d/`: ledger, patient key, inbox) so that
 /// `refbridge … --config FILE` works at once. An existing patient key is kept.
 fn write_config(
@@ -159,18 +170,17 @@ fn write_config(
     if !key.exists() {
         let mut bytes = [0u8; 32];
         std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut bytes)?;
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&key)?;
-        std::io::Write::write_all(&mut file, &bytes)?;
+        write_secret(&key, &bytes)?;
     }
+    let credentials = salesforce.credentials();
+    let text_of = |name: &str| credentials[name].as_str().unwrap_or_default().to_string();
+    let salesforce_secret = state.join("salesforce_client_secret");
+    write_secret(&salesforce_secret, text_of("client_secret").as_bytes())?;
     let text = format!(
         "# Written by `refbridge sandbox`: a refbridge config for the local sandboxes.\n\
          # Salesforce sandbox: {salesforce_url}\n\
          # HubSpot sandbox:    {hubspot_url}\n\
-         # (Their connectors arrive with later releases; this config uses every connector that exists.)\n\
+         # (The HubSpot connector arrives with a later release; this config uses every connector that exists.)\n\
          \n\
          [ledger]\n\
          path = {ledger:?}\n\
@@ -182,7 +192,20 @@ fn write_config(
          inbox = {inbox:?}\n\
          \n\
          [connectors.ehr.fhir]\n\
-         facility_npi = {facility_npi:?}\n",
+         facility_npi = {facility_npi:?}\n\
+         \n\
+         [connectors.salesforce]\n\
+         instance_url = {salesforce_url:?}\n\
+         login_url = {salesforce_url:?}\n\
+         # A sandbox settles at once; a real org wants the default (300).\n\
+         settle_lag_seconds = 2\n\
+         \n\
+         [connectors.salesforce.auth]\n\
+         method = \"client_credentials\"\n\
+         client_id = {client_id:?}\n\
+         client_secret_file = {secret:?}\n",
+        client_id = text_of("client_id"),
+        secret = salesforce_secret.display().to_string(),
         salesforce_url = salesforce.base_url(),
         hubspot_url = hubspot.base_url(),
         ledger = state.join("ledger.db").display().to_string(),

@@ -21,6 +21,39 @@ pub struct Status {
     pub referrals: ReferralCounts,
     pub import_runs: Vec<ImportRunRow>,
     pub quarantine: QuarantineStatus,
+    /// The latest pull of each CRM stream.
+    pub crm_streams: Vec<CrmStreamRow>,
+    pub outbox: OutboxStatus,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CrmStreamRow {
+    pub system: String,
+    pub stream: String,
+    pub records: i64,
+    pub deleted: i64,
+    pub last_run_at: Option<String>,
+    pub last_outcome: Option<String>,
+    pub last_api_calls: Option<i64>,
+    pub watermark: Option<String>,
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OutboxStatus {
+    pub pending: i64,
+    pub stored: i64,
+    pub refused: i64,
+    /// Intents the CRM refused, latest first: key, error code and message.
+    pub recent_refused: Vec<RefusedIntent>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RefusedIntent {
+    pub system: String,
+    pub key: String,
+    pub code: Option<String>,
+    pub message: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -119,6 +152,13 @@ impl Status {
                 warnings: count("SELECT count(*) FROM quarantine WHERE severity = 'warning'")?,
                 recent: recent_quarantine(c)?,
             },
+            crm_streams: crm_streams(c)?,
+            outbox: OutboxStatus {
+                pending: count("SELECT count(*) FROM outbox WHERE status = 'pending'")?,
+                stored: count("SELECT count(*) FROM outbox WHERE status = 'stored'")?,
+                refused: count("SELECT count(*) FROM outbox WHERE status = 'permanent'")?,
+                recent_refused: recent_refused(c)?,
+            },
         })
     }
 
@@ -189,8 +229,89 @@ impl Status {
                 entry.import_run_id
             );
         }
+        if !self.crm_streams.is_empty() {
+            let _ = writeln!(out, "\nCRM streams");
+            for row in &self.crm_streams {
+                let _ = writeln!(
+                    out,
+                    "  {:<10} {:<10} {} records ({} deleted); last pull {} {} ({} API calls), watermark {}",
+                    row.system,
+                    row.stream,
+                    row.records,
+                    row.deleted,
+                    row.last_run_at.as_deref().unwrap_or("never"),
+                    row.last_outcome.as_deref().unwrap_or("-"),
+                    row.last_api_calls.unwrap_or(0),
+                    row.watermark.as_deref().unwrap_or("-")
+                );
+                if let Some(message) = &row.message {
+                    let _ = writeln!(out, "             {message}");
+                }
+            }
+        }
+        let o = &self.outbox;
+        if o.pending + o.stored + o.refused > 0 {
+            let _ = writeln!(
+                out,
+                "\nOutbox     {} pending, {} stored, {} refused by the CRM",
+                o.pending, o.stored, o.refused
+            );
+            for refused in &o.recent_refused {
+                let _ = writeln!(
+                    out,
+                    "  refused  {} {}: {} {}",
+                    refused.system,
+                    refused.key,
+                    refused.code.as_deref().unwrap_or("-"),
+                    refused.message.as_deref().unwrap_or("")
+                );
+            }
+        }
         out
     }
+}
+
+fn crm_streams(c: &Connection) -> rusqlite::Result<Vec<CrmStreamRow>> {
+    let mut statement = c.prepare(
+        "SELECT s.system, s.stream,
+                (SELECT count(*) FROM crm_record r WHERE r.system = s.system AND r.stream = s.stream),
+                (SELECT count(*) FROM crm_record r WHERE r.system = s.system AND r.stream = s.stream AND r.deleted = 1),
+                s.started_at, s.outcome, s.api_calls, s.watermark_after, s.message
+         FROM sync_run s
+         WHERE s.kind = 'pull' AND s.id = (SELECT max(id) FROM sync_run t
+                                           WHERE t.system = s.system AND t.stream = s.stream AND t.kind = 'pull')
+         ORDER BY s.system, s.stream",
+    )?;
+    let rows = statement.query_map([], |row| {
+        Ok(CrmStreamRow {
+            system: row.get(0)?,
+            stream: row.get(1)?,
+            records: row.get(2)?,
+            deleted: row.get(3)?,
+            last_run_at: row.get(4)?,
+            last_outcome: row.get(5)?,
+            last_api_calls: row.get(6)?,
+            watermark: row.get(7)?,
+            message: row.get(8)?,
+        })
+    })?;
+    rows.collect()
+}
+
+fn recent_refused(c: &Connection) -> rusqlite::Result<Vec<RefusedIntent>> {
+    let mut statement = c.prepare(
+        "SELECT system, key, last_error_code, last_error FROM outbox WHERE status = 'permanent'
+         ORDER BY updated_at DESC, id DESC LIMIT 20",
+    )?;
+    let rows = statement.query_map([], |row| {
+        Ok(RefusedIntent {
+            system: row.get(0)?,
+            key: row.get(1)?,
+            code: row.get(2)?,
+            message: row.get(3)?,
+        })
+    })?;
+    rows.collect()
 }
 
 fn recent_runs(c: &Connection) -> rusqlite::Result<Vec<ImportRunRow>> {

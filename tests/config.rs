@@ -23,6 +23,14 @@ fn example_in(facility: &Facility) -> std::path::PathBuf {
             "/run/credentials/refbridge.service",
             &facility.path("secrets").display().to_string(),
         );
+    // The secrets the example names, beside the patient key.
+    let jwt_key = facility.path("secrets/salesforce_jwt_key");
+    std::fs::write(
+        &jwt_key,
+        "-----BEGIN PRIVATE KEY-----\nplaceholder\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&jwt_key, std::fs::Permissions::from_mode(0o600)).unwrap();
     let path = facility.path("example.toml");
     std::fs::write(&path, text).unwrap();
     path

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use refbridge_ehr::{CsvLayout, FhirOptions};
 use refbridge_model::{LevelOfCare, Npi};
+use refbridge_salesforce::{SalesforceConfig, SalesforceSecrets, SecretKind};
 use serde::Deserialize;
 
 use locate::Locator;
@@ -67,6 +68,8 @@ pub struct PrivacyConfig {
 #[serde(deny_unknown_fields)]
 pub struct ConnectorsConfig {
     pub ehr: Option<EhrConfig>,
+    /// `[connectors.salesforce]`: see `refbridge_salesforce::SalesforceConfig`.
+    pub salesforce: Option<SalesforceConfig>,
 }
 
 /// `[connectors.ehr]`
@@ -115,6 +118,8 @@ pub struct LoadedConfig {
     pub config: Config,
     pub source: PathBuf,
     pub patient_key: Secret,
+    /// The Salesforce connector's secrets, read from their files, when it is configured.
+    pub salesforce_secrets: Option<SalesforceSecrets>,
 }
 
 /// One problem in a config file.
@@ -200,6 +205,7 @@ impl Config {
         };
         config.validate(&mut problems);
         let patient_key = config.read_patient_key(&mut problems);
+        let salesforce_secrets = config.read_salesforce_secrets(&mut problems);
         problems
             .found
             .sort_by_key(|problem| (problem.line, problem.column));
@@ -208,6 +214,7 @@ impl Config {
                 config,
                 source: path.to_path_buf(),
                 patient_key,
+                salesforce_secrets,
             }),
             _ => Err(error(problems.found)),
         }
@@ -225,6 +232,19 @@ impl Config {
         }
         if let Some(ehr) = &mut self.connectors.ehr {
             resolve(&mut ehr.inbox);
+        }
+        if let Some(salesforce) = &mut self.connectors.salesforce {
+            let auth = &mut salesforce.auth;
+            for file in [
+                &mut auth.private_key_file,
+                &mut auth.client_secret_file,
+                &mut auth.refresh_token_file,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                resolve(file);
+            }
         }
     }
 
@@ -261,6 +281,11 @@ impl Config {
                 problems.add_below(&["connectors", "ehr", "fhir"], &below, &message);
             }
         }
+        if let Some(salesforce) = &self.connectors.salesforce {
+            for (below, message) in salesforce.problems() {
+                problems.add_below(&["connectors", "salesforce"], &below, &message);
+            }
+        }
         let mut alias_owner: HashMap<String, usize> = HashMap::new();
         for (index, alias) in self.identity.alias.iter().enumerate() {
             let at = index.to_string();
@@ -295,6 +320,28 @@ impl Config {
                 }
             }
         }
+    }
+
+    /// Reads the secret files the configured Salesforce login needs.
+    fn read_salesforce_secrets(&self, problems: &mut Problems<'_>) -> Option<SalesforceSecrets> {
+        let salesforce = self.connectors.salesforce.as_ref()?;
+        let mut secrets = SalesforceSecrets::default();
+        for (below, kind, file) in salesforce.secret_files() {
+            match Secret::read_file(&file) {
+                Ok(secret) => {
+                    let bytes = Some(secret.expose().to_vec());
+                    match kind {
+                        SecretKind::PrivateKey => secrets.private_key_pem = bytes,
+                        SecretKind::ClientSecret => secrets.client_secret = bytes,
+                        SecretKind::RefreshToken => secrets.refresh_token = bytes,
+                    }
+                }
+                Err(error) => {
+                    problems.add_below(&["connectors", "salesforce"], &below, &error.to_string())
+                }
+            }
+        }
+        Some(secrets)
     }
 
     fn read_patient_key(&self, problems: &mut Problems<'_>) -> Option<Secret> {

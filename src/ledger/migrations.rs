@@ -4,10 +4,11 @@
 //! add a new one instead.
 
 /// (version, what it adds, SQL). Versions are consecutive from 1.
-pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "partners, source records, referrals, import runs, quarantine, audit log",
-    r#"
+pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "partners, source records, referrals, import runs, quarantine, audit log",
+        r#"
 CREATE TABLE partner (
     id                  INTEGER PRIMARY KEY,
     name                TEXT NOT NULL,
@@ -116,4 +117,75 @@ BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
 CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
 BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
 "#,
-)];
+    ),
+    (
+        2,
+        "CRM records, sync cursors and runs, the task outbox",
+        r#"
+-- Every record pulled from a CRM, normalized (JSON of the connector's record body). Deleted and
+-- merged records are kept and marked, never removed: the history of a partner stays readable.
+CREATE TABLE crm_record (
+    id                  INTEGER PRIMARY KEY,
+    system              TEXT NOT NULL CHECK (system = 'salesforce' OR system = 'hubspot'),
+    stream              TEXT NOT NULL,
+    external_id         TEXT NOT NULL,
+    modified_at         TEXT NOT NULL,
+    deleted             INTEGER NOT NULL DEFAULT 0,
+    merged_into         TEXT,
+    body                TEXT NOT NULL,
+    first_sync_run_id   INTEGER NOT NULL,
+    last_sync_run_id    INTEGER NOT NULL,
+    UNIQUE (system, stream, external_id)
+);
+
+-- The compound watermark of each stream: the last (modified-at, id) stored.
+CREATE TABLE sync_cursor (
+    system              TEXT NOT NULL,
+    stream              TEXT NOT NULL,
+    modified_at         TEXT NOT NULL,
+    external_id         TEXT NOT NULL,
+    updated_at          TEXT NOT NULL,
+    PRIMARY KEY (system, stream)
+);
+
+-- One row per connector, stream and run.
+CREATE TABLE sync_run (
+    id                  INTEGER PRIMARY KEY,
+    system              TEXT NOT NULL,
+    stream              TEXT NOT NULL,
+    kind                TEXT NOT NULL,          -- pull | reconcile | push
+    started_at          TEXT NOT NULL,
+    finished_at         TEXT,
+    outcome             TEXT NOT NULL,          -- running | ok | deferred | failed
+    records_read        INTEGER NOT NULL DEFAULT 0,
+    records_new         INTEGER NOT NULL DEFAULT 0,
+    records_changed     INTEGER NOT NULL DEFAULT 0,
+    records_unchanged   INTEGER NOT NULL DEFAULT 0,
+    records_deleted     INTEGER NOT NULL DEFAULT 0,
+    records_rejected    INTEGER NOT NULL DEFAULT 0,
+    api_calls           INTEGER NOT NULL DEFAULT 0,
+    watermark_before    TEXT,
+    watermark_after     TEXT,
+    message             TEXT
+);
+
+-- Task intents waiting for, or done with, their CRM. The key is deterministic, so a retry after
+-- any failure upserts the same CRM task and never makes a second one.
+CREATE TABLE outbox (
+    id                  INTEGER PRIMARY KEY,
+    system              TEXT NOT NULL,
+    key                 TEXT NOT NULL,
+    intent              TEXT NOT NULL,          -- JSON of the task intent
+    status              TEXT NOT NULL CHECK (status = 'pending' OR status = 'stored' OR status = 'permanent'),
+    attempts            INTEGER NOT NULL DEFAULT 0,
+    crm_task_id         TEXT,
+    last_error_code     TEXT,
+    last_error          TEXT,
+    created_at          TEXT NOT NULL,
+    updated_at          TEXT NOT NULL,
+    UNIQUE (system, key)
+);
+CREATE INDEX outbox_pending ON outbox(system, status);
+"#,
+    ),
+];

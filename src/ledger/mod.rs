@@ -7,7 +7,9 @@
 //! # Layout
 //! - `migrations`: the versioned schema.
 //! - [`store`]: the statements an import uses (partners, referrals, runs, quarantine, audit).
+//! - [`crm`]: the statements CRM sync uses (records, cursors, sync runs, outbox).
 
+pub mod crm;
 mod migrations;
 pub mod store;
 

@@ -5,6 +5,7 @@
 //! SQLite, no HTTP. Patient values never enter these types: a patient is a [`PatientToken`]
 //! (HMAC of the MRN under the facility key) plus at most a ZIP3.
 
+pub mod crm;
 mod npi;
 mod patient;
 mod referral;

@@ -87,6 +87,19 @@ fn check_digit(nine: &[u8]) -> u8 {
     ((10 - (sum % 10)) % 10) as u8
 }
 
+impl serde::Serialize for Npi {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Npi {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Npi, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Npi::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 impl fmt::Display for Npi {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for digit in self.0 {

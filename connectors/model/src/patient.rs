@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use hmac::{Hmac, KeyInit, Mac};
+use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 /// The facility's patient key: HMAC-SHA256 keyed state, ready to be cloned per token.

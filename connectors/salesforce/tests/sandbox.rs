@@ -251,7 +251,7 @@ fn sign_jwt(claims: &Value) -> String {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use rsa::pkcs1::DecodeRsaPrivateKey as _;
     use rsa::signature::{SignatureEncoding as _, Signer as _};
-    let key = rsa::PrivateKey::from_pkcs1_pem(PRIVATE_KEY).unwrap();
+    let key = rsa::RsaPrivateKey::from_pkcs1_pem(PRIVATE_KEY).unwrap();
     let signing = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(key);
     let input = format!(
         "{}.{}",

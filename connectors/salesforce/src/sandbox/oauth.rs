@@ -15,9 +15,12 @@ use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD, URL_SAFE_NO_PAD_INDIFFERENT};
+use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{
+    GeneralPurpose, GeneralPurposeConfig, STANDARD, URL_SAFE_NO_PAD,
+};
 use chrono::Utc;
-use hmac::{KeyInit, Mac};
+use hmac::Mac;
 use rsa::pkcs1::DecodeRsaPublicKey as _;
 use rsa::pkcs1v15::{Signature, VerifyingKey};
 use rsa::pkcs8::DecodePublicKey as _;
@@ -33,6 +36,14 @@ pub const LOGIN_AUDIENCES: [&str; 2] = [
 
 /// How far ahead a JWT's `exp` may lie.
 const MAX_ASSERTION_LIFETIME_SECONDS: i64 = 300;
+
+/// URL-safe base64 that accepts segments with or without padding, as JWT libraries differ.
+const URL_SAFE_NO_PAD_INDIFFERENT: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::URL_SAFE,
+    GeneralPurposeConfig::new()
+        .with_encode_padding(false)
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
 
 const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
@@ -70,8 +81,8 @@ pub struct PublicKeyError;
 
 /// Parses an SPKI (`PUBLIC KEY`) or PKCS#1 (`RSA PUBLIC KEY`) PEM.
 pub fn parse_public_key(pem: &str) -> Result<VerifyingKey<Sha256>, PublicKeyError> {
-    let key = rsa::PublicKey::from_public_key_pem(pem.trim())
-        .or_else(|_| rsa::PublicKey::from_pkcs1_pem(pem.trim()))
+    let key = rsa::RsaPublicKey::from_public_key_pem(pem.trim())
+        .or_else(|_| rsa::RsaPublicKey::from_pkcs1_pem(pem.trim()))
         .map_err(|_| PublicKeyError)?;
     Ok(VerifyingKey::<Sha256>::new(key))
 }
@@ -386,7 +397,7 @@ pub(crate) mod tests {
         include_str!("../../tests/data/jwt_test_key.rsa.pub.pem");
 
     pub fn sign_jwt(claims: &Json) -> String {
-        let key = rsa::PrivateKey::from_pkcs1_pem(TEST_PRIVATE_KEY).unwrap();
+        let key = rsa::RsaPrivateKey::from_pkcs1_pem(TEST_PRIVATE_KEY).unwrap();
         let signing = SigningKey::<Sha256>::new(key);
         let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256","typ":"JWT"}"#);
         let payload = URL_SAFE_NO_PAD.encode(claims.to_string());

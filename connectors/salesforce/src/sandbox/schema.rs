@@ -510,6 +510,22 @@ const fn system_fields(id_label: &'static str) -> [FieldDef; 7] {
     ]
 }
 
+/// Set by a merge on the records that lost it (deleted, pointing at the survivor); the sandbox
+/// has no merge call, so it stays empty.
+const fn master_record_field(object: ObjectType) -> FieldDef {
+    let reference_to: &'static [ObjectType] = match object {
+        ObjectType::Contact => &[ObjectType::Contact],
+        _ => &[ObjectType::Account],
+    };
+    FieldDef::reference(
+        "MasterRecordId",
+        "Master Record ID",
+        reference_to,
+        "MasterRecord",
+    )
+    .read_only()
+}
+
 const fn owner_field(label: &'static str) -> FieldDef {
     FieldDef::reference("OwnerId", label, &[ObjectType::User], "Owner").defaulted(None)
 }
@@ -633,6 +649,7 @@ static ACCOUNT_FIELDS: &[FieldDef] = &{
         )
         .defaulted(Some("false")),
         FieldDef::new("Preferred__c", "Preferred", FieldType::Boolean).defaulted(Some("false")),
+        master_record_field(ObjectType::Account),
     ]
 };
 
@@ -662,6 +679,7 @@ static CONTACT_FIELDS: &[FieldDef] = &{
             32000,
         ),
         owner_field("Owner ID"),
+        master_record_field(ObjectType::Contact),
     ]
 };
 

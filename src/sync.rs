@@ -1,0 +1,390 @@
+//! `refbridge sync --once`: every stream of every configured CRM into the ledger, then the outbox.
+//!
+//! Each pulled page and the cursor after it are stored in one ledger transaction (see
+//! [`crate::ledger::crm`]), so a run stopped at any point resumes from the last committed page
+//! without losing or repeating a record. A spent API quota defers the rest of the run (it is not a
+//! failure); a configuration error stops it with the connector's message. Push sends every pending
+//! intent once per run; what the CRM answers goes back to the outbox row by row.
+
+use chrono::{DateTime, Utc};
+use refbridge_model::crm::{CrmSystem, Cursor, FailureClass, PushResult, StreamKind};
+use refbridge_salesforce::SalesforceClient;
+use refbridge_salesforce::pull::PullError;
+use serde::Serialize;
+
+use crate::import::now as now_text;
+use crate::ledger::crm::{self, PageCounts};
+use crate::ledger::{Ledger, LedgerError};
+
+/// Intents sent per push call (Salesforce sObject Collections take 200).
+const PUSH_BATCH: usize = 200;
+
+/// What one stream's pull did.
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamReport {
+    pub system: &'static str,
+    pub stream: &'static str,
+    /// `ok`, `deferred` (quota), or `failed`.
+    pub outcome: &'static str,
+    #[serde(flatten)]
+    pub counts: PageCounts,
+    pub watermark_before: Option<String>,
+    pub watermark_after: Option<String>,
+    pub message: Option<String>,
+}
+
+/// What pushing the outbox did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PushReport {
+    pub system: &'static str,
+    pub intents: u64,
+    pub stored: u64,
+    pub created: u64,
+    pub retryable: u64,
+    pub permanent: u64,
+}
+
+/// A whole run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SyncReport {
+    pub streams: Vec<StreamReport>,
+    /// The reconciliation pass, when it ran.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reconciled: Vec<StreamReport>,
+    pub push: Vec<PushReport>,
+    /// API calls made by the connectors, authentication included.
+    pub api_calls: u64,
+}
+
+impl SyncReport {
+    /// True when a stream failed (not merely deferred) or intents were refused.
+    pub fn has_failures(&self) -> bool {
+        self.streams
+            .iter()
+            .chain(&self.reconciled)
+            .any(|s| s.outcome == "failed")
+    }
+}
+
+/// Why a run stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// The connector's configuration is wrong (a refused login, a missing field…).
+    #[error("salesforce: {0}")]
+    Config(String),
+}
+
+/// Pulls every Salesforce stream, reconciles them when asked, then pushes the Salesforce outbox.
+pub async fn sync_salesforce(
+    ledger: &mut Ledger,
+    client: &SalesforceClient,
+    now: DateTime<Utc>,
+    reconcile: bool,
+) -> Result<SyncReport, SyncError> {
+    let system = CrmSystem::Salesforce;
+    let until = client.window_end(now);
+    let mut report = SyncReport::default();
+    let mut deferred = false;
+    for stream in StreamKind::ALL {
+        if deferred {
+            report.streams.push(StreamReport {
+                system: system.as_str(),
+                stream: stream.as_str(),
+                outcome: "deferred",
+                counts: PageCounts::default(),
+                watermark_before: None,
+                watermark_after: None,
+                message: Some("the API quota reserve was reached earlier in this run".to_string()),
+            });
+            continue;
+        }
+        let stream_report = pull_stream(ledger, client, stream, until).await?;
+        deferred = stream_report.outcome == "deferred";
+        report.streams.push(stream_report);
+    }
+    if reconcile && !deferred {
+        report.reconciled = reconcile_salesforce(ledger, client).await?;
+    }
+    report.push.push(push_outbox(ledger, client).await?);
+    report.api_calls = client.api_calls();
+    Ok(report)
+}
+
+async fn pull_stream(
+    ledger: &mut Ledger,
+    client: &SalesforceClient,
+    stream: StreamKind,
+    until: DateTime<Utc>,
+) -> Result<StreamReport, SyncError> {
+    let system = CrmSystem::Salesforce;
+    let started = now_text();
+    let sql = |ledger: &Ledger, source| ledger.sql_error(source);
+    let before = crm::load_cursor(ledger.connection(), system, stream)
+        .map_err(|source| sql(ledger, source))?;
+    let run_id = crm::begin_sync_run(
+        ledger.connection(),
+        system,
+        stream.as_str(),
+        "pull",
+        before.as_ref(),
+        &started,
+    )
+    .map_err(|source| sql(ledger, source))?;
+    let mut counts = PageCounts::default();
+    let mut last: Option<Cursor> = before.clone();
+    let result = {
+        let ledger_ref = &mut *ledger;
+        let counts_ref = &mut counts;
+        let last_ref = &mut last;
+        let mut store =
+            move |page: refbridge_model::crm::PulledPage| -> Result<(), rusqlite::Error> {
+                let connection = ledger_ref.connection();
+                connection.execute_batch("BEGIN IMMEDIATE")?;
+                let stored = crm::store_page(connection, system, &page, run_id, &now_text())
+                    .and_then(|page_counts| {
+                        *counts_ref += page_counts;
+                        if page.cursor.is_some() {
+                            *last_ref = page.cursor.clone();
+                        }
+                        crm::update_sync_run(
+                            connection,
+                            run_id,
+                            counts_ref,
+                            last_ref.as_ref(),
+                            "running",
+                            None,
+                            None,
+                        )
+                    });
+                match stored {
+                    Ok(()) => connection.execute_batch("COMMIT"),
+                    Err(error) => {
+                        let _ = connection.execute_batch("ROLLBACK");
+                        Err(error)
+                    }
+                }
+            };
+        client
+            .pull(stream, before.as_ref(), until, &mut store)
+            .await
+    };
+    let (outcome, message) = match result {
+        Ok(_) => ("ok", None),
+        Err(PullError::Sink(source)) => {
+            let error = sql(ledger, source);
+            let _ = crm::update_sync_run(
+                ledger.connection(),
+                run_id,
+                &counts,
+                last.as_ref(),
+                "failed",
+                Some(&error.to_string()),
+                Some(&now_text()),
+            );
+            return Err(error.into());
+        }
+        Err(PullError::Salesforce(error)) => match error.class() {
+            FailureClass::Quota { .. } => ("deferred", Some(error.to_string())),
+            FailureClass::Config => {
+                let message = error.to_string();
+                let _ = crm::update_sync_run(
+                    ledger.connection(),
+                    run_id,
+                    &counts,
+                    last.as_ref(),
+                    "failed",
+                    Some(&message),
+                    Some(&now_text()),
+                );
+                return Err(SyncError::Config(message));
+            }
+            _ => ("failed", Some(error.to_string())),
+        },
+    };
+    crm::update_sync_run(
+        ledger.connection(),
+        run_id,
+        &counts,
+        last.as_ref(),
+        outcome,
+        message.as_deref(),
+        Some(&now_text()),
+    )
+    .map_err(|source| sql(ledger, source))?;
+    match outcome {
+        "ok" => tracing::info!(
+            system = system.as_str(),
+            stream = stream.as_str(),
+            read = counts.read,
+            new = counts.new,
+            changed = counts.changed,
+            deleted = counts.deleted,
+            api_calls = counts.api_calls,
+            "stream pulled"
+        ),
+        _ => tracing::warn!(
+            system = system.as_str(),
+            stream = stream.as_str(),
+            outcome,
+            reason = message.as_deref().unwrap_or(""),
+            "stream not pulled to the end"
+        ),
+    }
+    Ok(StreamReport {
+        system: system.as_str(),
+        stream: stream.as_str(),
+        outcome,
+        counts,
+        watermark_before: before.map(|c| c.to_string()),
+        watermark_after: last.map(|c| c.to_string()),
+        message,
+    })
+}
+
+/// The reconciliation pass (nightly): every stream's live ids, compared with the ledger. Records the
+/// CRM no longer has are marked deleted; records the cursor missed make the stream's next pull a
+/// full one. Costs ids-only queries, `ceil(records / 2000)` calls per object.
+pub async fn reconcile_salesforce(
+    ledger: &mut Ledger,
+    client: &SalesforceClient,
+) -> Result<Vec<StreamReport>, SyncError> {
+    let system = CrmSystem::Salesforce;
+    let mut reports = Vec::new();
+    for stream in StreamKind::ALL {
+        let calls_before = client.api_calls();
+        let connection = ledger.connection();
+        let run_id = crm::begin_sync_run(
+            connection,
+            system,
+            stream.as_str(),
+            "reconcile",
+            None,
+            &now_text(),
+        )
+        .map_err(|source| ledger.sql_error(source))?;
+        let mut counts = PageCounts::default();
+        let (outcome, message) = match client.reconcile_ids(stream).await {
+            Ok(ids) => {
+                let live: std::collections::HashSet<String> = ids.into_iter().collect();
+                counts.read = live.len() as u64;
+                let connection = ledger.connection();
+                let marked = (|| -> rusqlite::Result<(u64, usize)> {
+                    connection.execute_batch("BEGIN IMMEDIATE")?;
+                    let known = crm::known_ids(connection, system, stream)?;
+                    let missed = live.iter().filter(|id| !known.contains(*id)).count();
+                    let marked =
+                        crm::mark_missing_deleted(connection, system, stream, &live, run_id)?;
+                    if missed > 0 {
+                        crm::reset_cursor(connection, system, stream)?;
+                    }
+                    connection.execute_batch("COMMIT")?;
+                    Ok((marked, missed))
+                })();
+                let (marked, missed) = match marked {
+                    Ok(result) => result,
+                    Err(source) => {
+                        let _ = connection.execute_batch("ROLLBACK");
+                        return Err(ledger.sql_error(source).into());
+                    }
+                };
+                counts.deleted = marked;
+                let message = (missed > 0).then(|| {
+                    format!(
+                        "{missed} record(s) the cursor missed: the next pull reads the stream again"
+                    )
+                });
+                ("ok", message)
+            }
+            Err(error) if error.is_quota() => ("deferred", Some(error.to_string())),
+            Err(error) => match error.class() {
+                FailureClass::Config => return Err(SyncError::Config(error.to_string())),
+                _ => ("failed", Some(error.to_string())),
+            },
+        };
+        counts.api_calls = client.api_calls() - calls_before;
+        crm::update_sync_run(
+            ledger.connection(),
+            run_id,
+            &counts,
+            None,
+            outcome,
+            message.as_deref(),
+            Some(&now_text()),
+        )
+        .map_err(|source| ledger.sql_error(source))?;
+        tracing::info!(
+            system = system.as_str(),
+            stream = stream.as_str(),
+            outcome,
+            live = counts.read,
+            marked_deleted = counts.deleted,
+            "stream reconciled"
+        );
+        let deferred = outcome == "deferred";
+        reports.push(StreamReport {
+            system: system.as_str(),
+            stream: stream.as_str(),
+            outcome,
+            counts,
+            watermark_before: None,
+            watermark_after: None,
+            message,
+        });
+        if deferred {
+            break;
+        }
+    }
+    Ok(reports)
+}
+
+/// Sends every intent pending at the start of the run, in batches, and records each result.
+async fn push_outbox(
+    ledger: &mut Ledger,
+    client: &SalesforceClient,
+) -> Result<PushReport, SyncError> {
+    let system = CrmSystem::Salesforce;
+    let mut report = PushReport {
+        system: system.as_str(),
+        ..PushReport::default()
+    };
+    let waiting = crm::pending(ledger.connection(), system, usize::MAX >> 1)
+        .map_err(|source| ledger.sql_error(source))?;
+    for batch in waiting.chunks(PUSH_BATCH) {
+        let results = match client.push(batch).await {
+            Ok(results) => results,
+            Err(error) => batch
+                .iter()
+                .map(|intent| PushResult::Retryable {
+                    key: intent.key.clone(),
+                    reason: error.to_string(),
+                })
+                .collect(),
+        };
+        for result in &results {
+            report.intents += 1;
+            match result {
+                PushResult::Stored { created, .. } => {
+                    report.stored += 1;
+                    report.created += u64::from(*created);
+                }
+                PushResult::Retryable { .. } => report.retryable += 1,
+                PushResult::Permanent { .. } => report.permanent += 1,
+            }
+        }
+        crm::record_results(ledger.connection(), system, &results, &now_text())
+            .map_err(|source| ledger.sql_error(source))?;
+    }
+    if report.intents > 0 {
+        tracing::info!(
+            system = system.as_str(),
+            intents = report.intents,
+            stored = report.stored,
+            retryable = report.retryable,
+            permanent = report.permanent,
+            "outbox pushed"
+        );
+    }
+    Ok(report)
+}
