@@ -183,33 +183,31 @@ fn run(command: Command) -> Result<(), Failure> {
             reconcile,
         } => {
             let loaded = load_config(&config)?;
-            let (Some(settings), Some(secrets)) = (
-                &loaded.config.connectors.salesforce,
-                &loaded.salesforce_secrets,
-            ) else {
+            let clients = crm_clients(&loaded)?;
+            if clients.is_empty() {
                 return Err(Failure::Usage(anyhow::anyhow!(
                     "nothing to sync: {} configures no CRM connector ([connectors.salesforce])",
                     config.display()
                 )));
-            };
-            let client =
-                SalesforceClient::new(settings.clone(), secrets.clone()).map_err(|error| {
-                    Failure::Usage(anyhow::anyhow!("connectors.salesforce: {error}"))
-                })?;
+            }
             let mut ledger = open_ledger(&loaded)?;
-            let report = runtime()?
-                .block_on(refbridge::sync::sync_salesforce(
-                    &mut ledger,
-                    &client,
-                    chrono::Utc::now(),
-                    reconcile,
-                ))
-                .map_err(|error| match error {
-                    refbridge::sync::SyncError::Config(message) => {
-                        Failure::Usage(anyhow::anyhow!("{message}"))
+            let runtime = runtime()?;
+            let now = chrono::Utc::now();
+            let mut report = refbridge::sync::SyncReport::default();
+            for client in &clients {
+                let part =
+                    match client {
+                        CrmClient::Salesforce(client) => runtime.block_on(
+                            refbridge::sync::sync_crm(&mut ledger, client, now, reconcile),
+                        ),
+                    };
+                report.absorb(part.map_err(|error| match error {
+                    refbridge::sync::SyncError::Config { .. } => {
+                        Failure::Usage(anyhow::anyhow!("{error}"))
                     }
                     other => Failure::Runtime(other.into()),
-                })?;
+                })?);
+            }
             if json {
                 println!(
                     "{}",
@@ -346,6 +344,25 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?)
+}
+
+/// A configured CRM's client.
+enum CrmClient {
+    Salesforce(SalesforceClient),
+}
+
+/// A client for every configured CRM; a client that cannot be built is a configuration error.
+fn crm_clients(loaded: &LoadedConfig) -> Result<Vec<CrmClient>, Failure> {
+    let mut clients = Vec::new();
+    if let (Some(settings), Some(secrets)) = (
+        &loaded.config.connectors.salesforce,
+        &loaded.salesforce_secrets,
+    ) {
+        let client = SalesforceClient::new(settings.clone(), secrets.clone())
+            .map_err(|error| Failure::Usage(anyhow::anyhow!("connectors.salesforce: {error}")))?;
+        clients.push(CrmClient::Salesforce(client));
+    }
+    Ok(clients)
 }
 
 /// One line per problem found by connecting to each configured CRM.

@@ -8,16 +8,111 @@
 
 use chrono::{DateTime, Utc};
 use refbridge_model::crm::{CrmSystem, Cursor, FailureClass, PushResult, StreamKind};
+use refbridge_model::crm::{PulledPage, TaskIntent};
 use refbridge_salesforce::SalesforceClient;
-use refbridge_salesforce::pull::PullError;
 use serde::Serialize;
 
 use crate::import::now as now_text;
 use crate::ledger::crm::{self, PageCounts};
 use crate::ledger::{Ledger, LedgerError};
 
-/// Intents sent per push call (Salesforce sObject Collections take 200).
-const PUSH_BATCH: usize = 200;
+/// What the sync engine needs of a CRM connector. Each connector crate keeps its own client; this
+/// trait only adapts them, so that pulling, reconciling and pushing are written once here.
+#[allow(async_fn_in_trait)] // implemented and called inside this crate only, never boxed
+pub trait Connector {
+    fn system(&self) -> CrmSystem;
+    /// Intents per push call (Salesforce Collections: 200; HubSpot batch: 100).
+    fn push_batch(&self) -> usize;
+    /// The end of this run's window: now minus the settle lag.
+    fn window_end(&self, now: DateTime<Utc>) -> DateTime<Utc>;
+    /// API calls made so far (authentication excluded).
+    fn api_calls(&self) -> u64;
+    /// Pulls a stream page by page into `on_page`.
+    async fn pull_pages(
+        &self,
+        stream: StreamKind,
+        after: Option<&Cursor>,
+        until: DateTime<Utc>,
+        on_page: &mut (dyn FnMut(PulledPage) -> Result<(), rusqlite::Error> + Send),
+    ) -> Result<(), PullFailure>;
+    /// Every live id of a stream (the reconciliation pass).
+    async fn live_ids(&self, stream: StreamKind) -> Result<Vec<String>, ConnectorFailure>;
+    /// Sends intents; a failure of the whole call makes every row retryable.
+    async fn push_intents(
+        &self,
+        intents: &[TaskIntent],
+    ) -> Result<Vec<PushResult>, ConnectorFailure>;
+}
+
+/// A connector's failure, classified.
+#[derive(Debug)]
+pub struct ConnectorFailure {
+    pub class: FailureClass,
+    pub message: String,
+}
+
+/// Why a pull stopped: the connector, or storing a page.
+#[derive(Debug)]
+pub enum PullFailure {
+    Connector(ConnectorFailure),
+    Store(rusqlite::Error),
+}
+
+impl Connector for SalesforceClient {
+    fn system(&self) -> CrmSystem {
+        CrmSystem::Salesforce
+    }
+
+    fn push_batch(&self) -> usize {
+        refbridge_salesforce::BATCH_SIZE
+    }
+
+    fn window_end(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        SalesforceClient::window_end(self, now)
+    }
+
+    fn api_calls(&self) -> u64 {
+        SalesforceClient::api_calls(self)
+    }
+
+    async fn pull_pages(
+        &self,
+        stream: StreamKind,
+        after: Option<&Cursor>,
+        until: DateTime<Utc>,
+        on_page: &mut (dyn FnMut(PulledPage) -> Result<(), rusqlite::Error> + Send),
+    ) -> Result<(), PullFailure> {
+        match self.pull(stream, after, until, on_page).await {
+            Ok(_) => Ok(()),
+            Err(refbridge_salesforce::PullError::Sink(error)) => Err(PullFailure::Store(error)),
+            Err(refbridge_salesforce::PullError::Salesforce(error)) => {
+                Err(PullFailure::Connector(ConnectorFailure {
+                    class: error.class(),
+                    message: error.to_string(),
+                }))
+            }
+        }
+    }
+
+    async fn live_ids(&self, stream: StreamKind) -> Result<Vec<String>, ConnectorFailure> {
+        self.reconcile_ids(stream)
+            .await
+            .map_err(|error| ConnectorFailure {
+                class: error.class(),
+                message: error.to_string(),
+            })
+    }
+
+    async fn push_intents(
+        &self,
+        intents: &[TaskIntent],
+    ) -> Result<Vec<PushResult>, ConnectorFailure> {
+        self.push(intents).await.map_err(|error| ConnectorFailure {
+            class: FailureClass::Config,
+            message: error.to_string(),
+        })
+    }
+}
 
 /// What one stream's pull did.
 #[derive(Debug, Clone, Serialize)]
@@ -57,6 +152,14 @@ pub struct SyncReport {
 }
 
 impl SyncReport {
+    /// Adds another CRM's run to this one.
+    pub fn absorb(&mut self, other: SyncReport) {
+        self.streams.extend(other.streams);
+        self.reconciled.extend(other.reconciled);
+        self.push.extend(other.push);
+        self.api_calls += other.api_calls;
+    }
+
     /// True when a stream failed (not merely deferred) or intents were refused.
     pub fn has_failures(&self) -> bool {
         self.streams
@@ -72,18 +175,21 @@ pub enum SyncError {
     #[error(transparent)]
     Ledger(#[from] LedgerError),
     /// The connector's configuration is wrong (a refused login, a missing field…).
-    #[error("salesforce: {0}")]
-    Config(String),
+    #[error("{system}: {message}")]
+    Config {
+        system: &'static str,
+        message: String,
+    },
 }
 
-/// Pulls every Salesforce stream, reconciles them when asked, then pushes the Salesforce outbox.
-pub async fn sync_salesforce(
+/// Pulls every stream of one CRM, reconciles them when asked, then pushes that CRM's outbox.
+pub async fn sync_crm<C: Connector>(
     ledger: &mut Ledger,
-    client: &SalesforceClient,
+    client: &C,
     now: DateTime<Utc>,
     reconcile: bool,
 ) -> Result<SyncReport, SyncError> {
-    let system = CrmSystem::Salesforce;
+    let system = client.system();
     let until = client.window_end(now);
     let mut report = SyncReport::default();
     let mut deferred = false;
@@ -105,20 +211,20 @@ pub async fn sync_salesforce(
         report.streams.push(stream_report);
     }
     if reconcile && !deferred {
-        report.reconciled = reconcile_salesforce(ledger, client).await?;
+        report.reconciled = reconcile_streams(ledger, client).await?;
     }
     report.push.push(push_outbox(ledger, client).await?);
     report.api_calls = client.api_calls();
     Ok(report)
 }
 
-async fn pull_stream(
+async fn pull_stream<C: Connector>(
     ledger: &mut Ledger,
-    client: &SalesforceClient,
+    client: &C,
     stream: StreamKind,
     until: DateTime<Utc>,
 ) -> Result<StreamReport, SyncError> {
-    let system = CrmSystem::Salesforce;
+    let system = client.system();
     let started = now_text();
     let sql = |ledger: &Ledger, source| ledger.sql_error(source);
     let before = crm::load_cursor(ledger.connection(), system, stream)
@@ -167,12 +273,12 @@ async fn pull_stream(
                 }
             };
         client
-            .pull(stream, before.as_ref(), until, &mut store)
+            .pull_pages(stream, before.as_ref(), until, &mut store)
             .await
     };
     let (outcome, message) = match result {
-        Ok(_) => ("ok", None),
-        Err(PullError::Sink(source)) => {
+        Ok(()) => ("ok", None),
+        Err(PullFailure::Store(source)) => {
             let error = sql(ledger, source);
             let _ = crm::update_sync_run(
                 ledger.connection(),
@@ -185,10 +291,10 @@ async fn pull_stream(
             );
             return Err(error.into());
         }
-        Err(PullError::Salesforce(error)) => match error.class() {
-            FailureClass::Quota { .. } => ("deferred", Some(error.to_string())),
+        Err(PullFailure::Connector(error)) => match error.class {
+            FailureClass::Quota { .. } => ("deferred", Some(error.message)),
             FailureClass::Config => {
-                let message = error.to_string();
+                let message = error.message;
                 let _ = crm::update_sync_run(
                     ledger.connection(),
                     run_id,
@@ -198,9 +304,12 @@ async fn pull_stream(
                     Some(&message),
                     Some(&now_text()),
                 );
-                return Err(SyncError::Config(message));
+                return Err(SyncError::Config {
+                    system: system.as_str(),
+                    message,
+                });
             }
-            _ => ("failed", Some(error.to_string())),
+            _ => ("failed", Some(error.message)),
         },
     };
     crm::update_sync_run(
@@ -245,12 +354,12 @@ async fn pull_stream(
 
 /// The reconciliation pass (nightly): every stream's live ids, compared with the ledger. Records the
 /// CRM no longer has are marked deleted; records the cursor missed make the stream's next pull a
-/// full one. Costs ids-only queries, `ceil(records / 2000)` calls per object.
-pub async fn reconcile_salesforce(
+/// full one. Costs ids-only reads: one call per page of ids.
+pub async fn reconcile_streams<C: Connector>(
     ledger: &mut Ledger,
-    client: &SalesforceClient,
+    client: &C,
 ) -> Result<Vec<StreamReport>, SyncError> {
-    let system = CrmSystem::Salesforce;
+    let system = client.system();
     let mut reports = Vec::new();
     for stream in StreamKind::ALL {
         let calls_before = client.api_calls();
@@ -265,7 +374,7 @@ pub async fn reconcile_salesforce(
         )
         .map_err(|source| ledger.sql_error(source))?;
         let mut counts = PageCounts::default();
-        let (outcome, message) = match client.reconcile_ids(stream).await {
+        let (outcome, message) = match client.live_ids(stream).await {
             Ok(ids) => {
                 let live: std::collections::HashSet<String> = ids.into_iter().collect();
                 counts.read = live.len() as u64;
@@ -297,10 +406,17 @@ pub async fn reconcile_salesforce(
                 });
                 ("ok", message)
             }
-            Err(error) if error.is_quota() => ("deferred", Some(error.to_string())),
-            Err(error) => match error.class() {
-                FailureClass::Config => return Err(SyncError::Config(error.to_string())),
-                _ => ("failed", Some(error.to_string())),
+            Err(error) if matches!(error.class, FailureClass::Quota { .. }) => {
+                ("deferred", Some(error.message))
+            }
+            Err(error) => match error.class {
+                FailureClass::Config => {
+                    return Err(SyncError::Config {
+                        system: system.as_str(),
+                        message: error.message,
+                    });
+                }
+                _ => ("failed", Some(error.message)),
             },
         };
         counts.api_calls = client.api_calls() - calls_before;
@@ -340,25 +456,31 @@ pub async fn reconcile_salesforce(
 }
 
 /// Sends every intent pending at the start of the run, in batches, and records each result.
-async fn push_outbox(
+async fn push_outbox<C: Connector>(
     ledger: &mut Ledger,
-    client: &SalesforceClient,
+    client: &C,
 ) -> Result<PushReport, SyncError> {
-    let system = CrmSystem::Salesforce;
+    let system = client.system();
     let mut report = PushReport {
         system: system.as_str(),
         ..PushReport::default()
     };
     let waiting = crm::pending(ledger.connection(), system, usize::MAX >> 1)
         .map_err(|source| ledger.sql_error(source))?;
-    for batch in waiting.chunks(PUSH_BATCH) {
-        let results = match client.push(batch).await {
+    for batch in waiting.chunks(client.push_batch()) {
+        let results = match client.push_intents(batch).await {
             Ok(results) => results,
+            Err(error) if error.class == FailureClass::Config => {
+                return Err(SyncError::Config {
+                    system: system.as_str(),
+                    message: error.message,
+                });
+            }
             Err(error) => batch
                 .iter()
                 .map(|intent| PushResult::Retryable {
                     key: intent.key.clone(),
-                    reason: error.to_string(),
+                    reason: error.message.clone(),
                 })
                 .collect(),
         };
