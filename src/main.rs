@@ -19,6 +19,7 @@ use refbridge::ledger::Ledger;
 use refbridge::sandbox::SandboxRequest;
 use refbridge::status::Status;
 use refbridge::telemetry::{self, LogFormat};
+use refbridge_hubspot::HubspotClient;
 use refbridge_salesforce::SalesforceClient;
 
 /// Keeps a behavioral-health facility's referral relationships healthy: EHR exports and CRMs
@@ -43,6 +44,9 @@ enum Command {
         /// the task external-id field.
         #[arg(long)]
         connect: bool,
+        /// With --connect: create HubSpot's unique task key property (`refbridge_key`) if missing.
+        #[arg(long, requires = "connect")]
+        create_task_key: bool,
     },
     /// Pull every stream of every configured CRM into the ledger, then push pending tasks.
     Sync {
@@ -155,10 +159,14 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<(), Failure> {
     match command {
-        Command::CheckConfig { config, connect } => {
+        Command::CheckConfig {
+            config,
+            connect,
+            create_task_key,
+        } => {
             let loaded = load_config(&config)?;
             if connect {
-                let problems = runtime()?.block_on(connect_problems(&loaded));
+                let problems = runtime()?.block_on(connect_problems(&loaded, create_task_key));
                 if !problems.is_empty() {
                     return Err(Failure::Usage(anyhow::anyhow!(
                         "{} is valid, but connecting found {} problem(s):\n  {}",
@@ -186,7 +194,7 @@ fn run(command: Command) -> Result<(), Failure> {
             let clients = crm_clients(&loaded)?;
             if clients.is_empty() {
                 return Err(Failure::Usage(anyhow::anyhow!(
-                    "nothing to sync: {} configures no CRM connector ([connectors.salesforce])",
+                    "nothing to sync: {} configures no CRM connector ([connectors.salesforce] or [connectors.hubspot])",
                     config.display()
                 )));
             }
@@ -200,6 +208,12 @@ fn run(command: Command) -> Result<(), Failure> {
                         CrmClient::Salesforce(client) => runtime.block_on(
                             refbridge::sync::sync_crm(&mut ledger, client, now, reconcile),
                         ),
+                        CrmClient::Hubspot(client) => runtime.block_on(refbridge::sync::sync_crm(
+                            &mut ledger,
+                            client,
+                            now,
+                            reconcile,
+                        )),
                     };
                 report.absorb(part.map_err(|error| match error {
                     refbridge::sync::SyncError::Config { .. } => {
@@ -349,6 +363,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 /// A configured CRM's client.
 enum CrmClient {
     Salesforce(SalesforceClient),
+    Hubspot(HubspotClient),
 }
 
 /// A client for every configured CRM; a client that cannot be built is a configuration error.
@@ -362,25 +377,47 @@ fn crm_clients(loaded: &LoadedConfig) -> Result<Vec<CrmClient>, Failure> {
             .map_err(|error| Failure::Usage(anyhow::anyhow!("connectors.salesforce: {error}")))?;
         clients.push(CrmClient::Salesforce(client));
     }
+    if let (Some(settings), Some(secrets)) =
+        (&loaded.config.connectors.hubspot, &loaded.hubspot_secrets)
+    {
+        let client = HubspotClient::new(settings.clone(), secrets.clone())
+            .map_err(|error| Failure::Usage(anyhow::anyhow!("connectors.hubspot: {error}")))?;
+        clients.push(CrmClient::Hubspot(client));
+    }
     Ok(clients)
 }
 
-/// One line per problem found by connecting to each configured CRM.
-async fn connect_problems(loaded: &LoadedConfig) -> Vec<String> {
+/// One line per problem found by connecting to each configured CRM. With `create_task_key`, a
+/// missing HubSpot task key property is created first.
+async fn connect_problems(loaded: &LoadedConfig, create_task_key: bool) -> Vec<String> {
     let mut problems = Vec::new();
-    if let (Some(settings), Some(secrets)) = (
-        &loaded.config.connectors.salesforce,
-        &loaded.salesforce_secrets,
-    ) {
-        match SalesforceClient::new(settings.clone(), secrets.clone()) {
-            Ok(client) => problems.extend(
+    let clients = match crm_clients(loaded) {
+        Ok(clients) => clients,
+        Err(Failure::Usage(error) | Failure::Runtime(error)) => return vec![format!("{error:#}")],
+    };
+    for client in clients {
+        match client {
+            CrmClient::Salesforce(client) => problems.extend(
                 client
                     .healthcheck()
                     .await
                     .into_iter()
                     .map(|p| format!("salesforce: {p}")),
             ),
-            Err(error) => problems.push(format!("salesforce: {error}")),
+            CrmClient::Hubspot(client) => {
+                if create_task_key && let Err(error) = client.create_task_key_property().await {
+                    problems.push(format!(
+                        "hubspot: cannot create the task key property: {error}"
+                    ));
+                }
+                problems.extend(
+                    client
+                        .healthcheck()
+                        .await
+                        .into_iter()
+                        .map(|p| format!("hubspot: {p}")),
+                );
+            }
         }
     }
     problems

@@ -176,11 +176,19 @@ fn write_config(
     let text_of = |name: &str| credentials[name].as_str().unwrap_or_default().to_string();
     let salesforce_secret = state.join("salesforce_client_secret");
     write_secret(&salesforce_secret, text_of("client_secret").as_bytes())?;
+    let hubspot_credentials = hubspot.credentials();
+    let hubspot_token = state.join("hubspot_private_app_token");
+    write_secret(
+        &hubspot_token,
+        hubspot_credentials["private_app_token"]
+            .as_str()
+            .unwrap_or_default()
+            .as_bytes(),
+    )?;
     let text = format!(
         "# Written by `refbridge sandbox`: a refbridge config for the local sandboxes.\n\
          # Salesforce sandbox: {salesforce_url}\n\
          # HubSpot sandbox:    {hubspot_url}\n\
-         # (The HubSpot connector arrives with a later release; this config uses every connector that exists.)\n\
          \n\
          [ledger]\n\
          path = {ledger:?}\n\
@@ -203,7 +211,16 @@ fn write_config(
          [connectors.salesforce.auth]\n\
          method = \"client_credentials\"\n\
          client_id = {client_id:?}\n\
-         client_secret_file = {secret:?}\n",
+         client_secret_file = {secret:?}\n\
+         \n\
+         [connectors.hubspot]\n\
+         base_url = {hubspot_url:?}\n\
+         settle_lag_seconds = 2\n\
+         \n\
+         [connectors.hubspot.auth]\n\
+         method = \"private_app\"\n\
+         access_token_file = {hubspot_token:?}\n",
+        hubspot_token = hubspot_token.display().to_string(),
         client_id = text_of("client_id"),
         secret = salesforce_secret.display().to_string(),
         salesforce_url = salesforce.base_url(),

@@ -7,6 +7,7 @@
 //! intent once per run; what the CRM answers goes back to the outbox row by row.
 
 use chrono::{DateTime, Utc};
+use refbridge_hubspot::HubspotClient;
 use refbridge_model::crm::{CrmSystem, Cursor, FailureClass, PushResult, StreamKind};
 use refbridge_model::crm::{PulledPage, TaskIntent};
 use refbridge_salesforce::SalesforceClient;
@@ -42,6 +43,62 @@ pub trait Connector {
         &self,
         intents: &[TaskIntent],
     ) -> Result<Vec<PushResult>, ConnectorFailure>;
+}
+
+impl Connector for HubspotClient {
+    fn system(&self) -> CrmSystem {
+        CrmSystem::Hubspot
+    }
+
+    fn push_batch(&self) -> usize {
+        refbridge_hubspot::BATCH_SIZE
+    }
+
+    fn window_end(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        HubspotClient::window_end(self, now)
+    }
+
+    fn api_calls(&self) -> u64 {
+        HubspotClient::api_calls(self)
+    }
+
+    async fn pull_pages(
+        &self,
+        stream: StreamKind,
+        after: Option<&Cursor>,
+        until: DateTime<Utc>,
+        on_page: &mut (dyn FnMut(PulledPage) -> Result<(), rusqlite::Error> + Send),
+    ) -> Result<(), PullFailure> {
+        match self.pull(stream, after, until, on_page).await {
+            Ok(_) => Ok(()),
+            Err(refbridge_hubspot::PullError::Sink(error)) => Err(PullFailure::Store(error)),
+            Err(refbridge_hubspot::PullError::Hubspot(error)) => {
+                Err(PullFailure::Connector(ConnectorFailure {
+                    class: error.class(),
+                    message: error.to_string(),
+                }))
+            }
+        }
+    }
+
+    async fn live_ids(&self, stream: StreamKind) -> Result<Vec<String>, ConnectorFailure> {
+        self.reconcile_ids(stream)
+            .await
+            .map_err(|error| ConnectorFailure {
+                class: error.class(),
+                message: error.to_string(),
+            })
+    }
+
+    async fn push_intents(
+        &self,
+        intents: &[TaskIntent],
+    ) -> Result<Vec<PushResult>, ConnectorFailure> {
+        self.push(intents).await.map_err(|error| ConnectorFailure {
+            class: FailureClass::Config,
+            message: error.to_string(),
+        })
+    }
 }
 
 /// A connector's failure, classified.

@@ -31,6 +31,9 @@ fn example_in(facility: &Facility) -> std::path::PathBuf {
     )
     .unwrap();
     std::fs::set_permissions(&jwt_key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let hubspot_token = facility.path("secrets/hubspot_token");
+    std::fs::write(&hubspot_token, "pat-na1-placeholder\n").unwrap();
+    std::fs::set_permissions(&hubspot_token, std::fs::Permissions::from_mode(0o600)).unwrap();
     let path = facility.path("example.toml");
     std::fs::write(&path, text).unwrap();
     path

@@ -55,7 +55,7 @@ impl World {
     fn set_config(&self, from: &str, to: &str) {
         let text = std::fs::read_to_string(&self.config)
             .unwrap()
-            .replace(from, to);
+            .replacen(from, to, 1);
         std::fs::write(&self.config, text).unwrap();
     }
 
@@ -79,10 +79,20 @@ impl World {
             .as_str()
             .unwrap()
             .to_string();
-        let token = self.ready["salesforce"]["access_token"]
+        let mut token = self.ready["salesforce"]["access_token"]
             .as_str()
             .unwrap()
             .to_string();
+        let (client_id, client_secret) = (
+            self.ready["salesforce"]["client_id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+            self.ready["salesforce"]["client_secret"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -118,6 +128,25 @@ impl World {
                     return serde_json::from_str(&text).unwrap_or(Value::Null);
                 }
                 last = format!("{status} {text}");
+                if status.as_u16() == 401 {
+                    // Tokens expire quickly when the sandbox is told to: log in again.
+                    let form = [
+                        ("grant_type", "client_credentials"),
+                        ("client_id", client_id.as_str()),
+                        ("client_secret", client_secret.as_str()),
+                    ];
+                    if let Ok(response) = client
+                        .post(format!("{base}/services/oauth2/token"))
+                        .form(&form)
+                        .send()
+                        .await
+                        && let Ok(body) = response.json::<Value>().await
+                        && let Some(fresh) = body["access_token"].as_str()
+                    {
+                        token = fresh.to_string();
+                    }
+                    continue;
+                }
                 if method == "POST"
                     || !(status.is_server_error()
                         || status.as_u16() == 429
@@ -129,6 +158,51 @@ impl World {
             }
             panic!("{method} {path}: {last}");
         })
+    }
+
+    /// A HubSpot call with the sandbox's private-app token (faults are off in the tests using it).
+    fn hubspot(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let base = self.ready["hubspot"]["base_url"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let token = self.ready["hubspot"]["private_app_token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let client = reqwest::Client::new();
+            let url = format!("{base}{path}");
+            let request = if method == "GET" {
+                client.get(url)
+            } else {
+                client.post(url)
+            };
+            let request = match body {
+                Some(body) => request.json(&body),
+                None => request,
+            };
+            let response = request.bearer_auth(token).send().await.unwrap();
+            let status = response.status();
+            let text = response.text().await.unwrap();
+            assert!(status.is_success(), "{method} {path}: {status} {text}");
+            serde_json::from_str(&text).unwrap()
+        })
+    }
+
+    fn hubspot_total(&self, object: &str, filters: Value) -> u64 {
+        let body = json!({"filterGroups": filters, "limit": 1});
+        self.hubspot(
+            "POST",
+            &format!("/crm/v3/objects/{object}/search"),
+            Some(body),
+        )["total"]
+            .as_u64()
+            .unwrap()
     }
 
     fn count(&self, soql: &str) -> u64 {
@@ -146,11 +220,15 @@ impl Drop for World {
 }
 
 fn stream<'a>(report: &'a Value, name: &str) -> &'a Value {
+    stream_of(report, "salesforce", name)
+}
+
+fn stream_of<'a>(report: &'a Value, system: &str, name: &str) -> &'a Value {
     report["streams"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|s| s["stream"] == name)
+        .find(|s| s["system"] == system && s["stream"] == name)
         .unwrap()
 }
 
@@ -252,7 +330,7 @@ fn full_then_incremental_pulls_match_the_sandbox_with_edits_and_deletes() {
     );
     let runs = ledger_count(
         &ledger,
-        "SELECT count(*) FROM sync_run WHERE stream = 'partners' AND outcome = 'ok' AND watermark_after IS NOT NULL",
+        "SELECT count(*) FROM sync_run WHERE system = 'salesforce' AND stream = 'partners' AND outcome = 'ok' AND watermark_after IS NOT NULL",
     );
     assert_eq!(runs, 3);
 
@@ -461,19 +539,143 @@ fn a_run_killed_part_way_resumes_without_loss_and_faults_change_nothing() {
         ("contacts", "SELECT COUNT() FROM Contact"),
         ("referrals", "SELECT COUNT() FROM Opportunity"),
     ] {
-        let stored = ledger_count(
-            &ledger,
-            &format!("SELECT count(*) FROM crm_record WHERE stream = '{stream}'"),
-        );
-        assert_eq!(
-            stored as u64,
-            world.count(soql),
-            "{stream}: every record once, none lost"
-        );
+        // Both sandboxes serve the same world, so the same count holds for each CRM.
+        let expected = world.count(soql);
+        for system in ["salesforce", "hubspot"] {
+            let stored = ledger_count(
+                &ledger,
+                &format!(
+                    "SELECT count(*) FROM crm_record WHERE system = '{system}' AND stream = '{stream}'"
+                ),
+            );
+            assert_eq!(
+                stored as u64, expected,
+                "{system} {stream}: every record once, none lost"
+            );
+        }
     }
     let integrity: String = rusqlite::Connection::open(&ledger)
         .unwrap()
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .unwrap();
     assert_eq!(integrity, "ok");
+}
+
+#[test]
+fn hubspot_pulls_match_the_sandbox_and_tasks_are_pushed_once_per_key() {
+    let world = World::start(&[]);
+    // The sandbox starts without the unique task key property, like a new portal.
+    let missing = common::run_binary(&["check-config", "--connect"], Some(&world.config));
+    assert_eq!(missing.status, 2);
+    assert!(
+        missing.stderr.contains("--create-task-key"),
+        "{}",
+        missing.stderr
+    );
+    let created = common::run_binary(
+        &["check-config", "--connect", "--create-task-key"],
+        Some(&world.config),
+    );
+    assert_eq!(created.status, 0, "{}", created.stderr);
+
+    let full = world.sync();
+    assert_eq!(
+        stream_of(&full, "hubspot", "partners")["read"].as_u64(),
+        Some(world.hubspot_total("companies", json!([])))
+    );
+    assert_eq!(
+        stream_of(&full, "hubspot", "contacts")["read"].as_u64(),
+        Some(world.hubspot_total("contacts", json!([])))
+    );
+    assert_eq!(
+        stream_of(&full, "hubspot", "referrals")["read"].as_u64(),
+        Some(world.hubspot_total("deals", json!([])))
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let quiet = world.sync();
+    assert_eq!(stream_of(&quiet, "hubspot", "referrals")["read"], 0);
+    assert_eq!(
+        stream_of(&quiet, "hubspot", "referrals")["api_calls"],
+        1,
+        "an incremental pull with no change is one search"
+    );
+
+    let company =
+        world.hubspot("GET", "/crm/v3/objects/companies?limit=1", None)["results"][0]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    let intents: Vec<TaskIntent> = (0..250)
+        .map(|i| TaskIntent {
+            key: format!("test:hubspot:{i}"),
+            owner_id: None,
+            about_id: company.clone(),
+            subject: format!("Call the partner ({i})"),
+            description: "no touch in 60 days".to_string(),
+            due: chrono::NaiveDate::from_ymd_opt(2026, 12, 1).unwrap(),
+            priority: TaskPriority::Normal,
+            completed: false,
+        })
+        .collect();
+    {
+        let ledger = Ledger::open(&world.ledger(), Duration::from_secs(5)).unwrap();
+        assert_eq!(
+            enqueue(
+                ledger.connection(),
+                CrmSystem::Hubspot,
+                &intents,
+                "2026-11-27T00:00:00Z"
+            )
+            .unwrap(),
+            250
+        );
+    }
+    let first = world.sync();
+    let push = first["push"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["system"] == "hubspot")
+        .unwrap();
+    assert_eq!(
+        (push["stored"].as_u64(), push["created"].as_u64()),
+        (Some(250), Some(250)),
+        "{push}"
+    );
+    rusqlite::Connection::open(world.ledger())
+        .unwrap()
+        .execute(
+            "UPDATE outbox SET status = 'pending' WHERE system = 'hubspot'",
+            [],
+        )
+        .unwrap();
+    let again = world.sync();
+    let push = again["push"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["system"] == "hubspot")
+        .unwrap();
+    assert_eq!(
+        (push["stored"].as_u64(), push["created"].as_u64()),
+        (Some(250), Some(0)),
+        "{push}"
+    );
+    let keyed =
+        json!([{"filters": [{"propertyName": "refbridge_key", "operator": "HAS_PROPERTY"}]}]);
+    assert_eq!(
+        world.hubspot_total("tasks", keyed),
+        250,
+        "exactly one task per key"
+    );
+    let associated = world.hubspot(
+        "GET",
+        &format!("/crm/v4/objects/companies/{company}/associations/tasks?limit=500"),
+        None,
+    );
+    assert_eq!(
+        associated["results"].as_array().unwrap().len(),
+        250,
+        "each task is associated to its company"
+    );
 }

@@ -13,6 +13,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use refbridge_ehr::{CsvLayout, FhirOptions};
+use refbridge_hubspot::{HubspotConfig, HubspotSecrets};
 use refbridge_model::{LevelOfCare, Npi};
 use refbridge_salesforce::{SalesforceConfig, SalesforceSecrets, SecretKind};
 use serde::Deserialize;
@@ -70,6 +71,8 @@ pub struct ConnectorsConfig {
     pub ehr: Option<EhrConfig>,
     /// `[connectors.salesforce]`: see `refbridge_salesforce::SalesforceConfig`.
     pub salesforce: Option<SalesforceConfig>,
+    /// `[connectors.hubspot]`: see `refbridge_hubspot::HubspotConfig`.
+    pub hubspot: Option<HubspotConfig>,
 }
 
 /// `[connectors.ehr]`
@@ -120,6 +123,8 @@ pub struct LoadedConfig {
     pub patient_key: Secret,
     /// The Salesforce connector's secrets, read from their files, when it is configured.
     pub salesforce_secrets: Option<SalesforceSecrets>,
+    /// The HubSpot connector's secrets, read from their files, when it is configured.
+    pub hubspot_secrets: Option<HubspotSecrets>,
 }
 
 /// One problem in a config file.
@@ -206,6 +211,7 @@ impl Config {
         config.validate(&mut problems);
         let patient_key = config.read_patient_key(&mut problems);
         let salesforce_secrets = config.read_salesforce_secrets(&mut problems);
+        let hubspot_secrets = config.read_hubspot_secrets(&mut problems);
         problems
             .found
             .sort_by_key(|problem| (problem.line, problem.column));
@@ -215,6 +221,7 @@ impl Config {
                 source: path.to_path_buf(),
                 patient_key,
                 salesforce_secrets,
+                hubspot_secrets,
             }),
             _ => Err(error(problems.found)),
         }
@@ -232,6 +239,19 @@ impl Config {
         }
         if let Some(ehr) = &mut self.connectors.ehr {
             resolve(&mut ehr.inbox);
+        }
+        if let Some(hubspot) = &mut self.connectors.hubspot {
+            let auth = &mut hubspot.auth;
+            for file in [
+                &mut auth.access_token_file,
+                &mut auth.client_secret_file,
+                &mut auth.refresh_token_file,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                resolve(file);
+            }
         }
         if let Some(salesforce) = &mut self.connectors.salesforce {
             let auth = &mut salesforce.auth;
@@ -286,6 +306,11 @@ impl Config {
                 problems.add_below(&["connectors", "salesforce"], &below, &message);
             }
         }
+        if let Some(hubspot) = &self.connectors.hubspot {
+            for (below, message) in hubspot.problems() {
+                problems.add_below(&["connectors", "hubspot"], &below, &message);
+            }
+        }
         let mut alias_owner: HashMap<String, usize> = HashMap::new();
         for (index, alias) in self.identity.alias.iter().enumerate() {
             let at = index.to_string();
@@ -338,6 +363,32 @@ impl Config {
                 }
                 Err(error) => {
                     problems.add_below(&["connectors", "salesforce"], &below, &error.to_string())
+                }
+            }
+        }
+        Some(secrets)
+    }
+
+    /// Reads the secret files the configured HubSpot login needs.
+    fn read_hubspot_secrets(&self, problems: &mut Problems<'_>) -> Option<HubspotSecrets> {
+        let hubspot = self.connectors.hubspot.as_ref()?;
+        let mut secrets = HubspotSecrets::default();
+        for (below, kind, file) in hubspot.secret_files() {
+            match Secret::read_file(&file) {
+                Ok(secret) => {
+                    let bytes = Some(secret.expose().to_vec());
+                    match kind {
+                        refbridge_hubspot::SecretKind::AccessToken => secrets.access_token = bytes,
+                        refbridge_hubspot::SecretKind::ClientSecret => {
+                            secrets.client_secret = bytes
+                        }
+                        refbridge_hubspot::SecretKind::RefreshToken => {
+                            secrets.refresh_token = bytes
+                        }
+                    }
+                }
+                Err(error) => {
+                    problems.add_below(&["connectors", "hubspot"], &below, &error.to_string())
                 }
             }
         }

@@ -5,7 +5,8 @@
 //! objects (companies, contacts, deals, tasks, calls, meetings, emails, notes) — list with cursor
 //! paging, get, create with inline associations, update, archive; search with filter groups, one
 //! sort and the 10,000-result cap; batch create/read/update/upsert/archive (≤ 100 inputs, 207 on
-//! partial failure); v4 associations; the properties API (so a client can declare the unique
+//! partial failure); v4 associations (per record, and the batch `read` and `associate/default`
+//! endpoints, ≤ 1,000 inputs, 207 naming what failed); the properties API (so a client can declare the unique
 //! `refbridge_key` on tasks, which the sandbox starts without); owners; the deal pipeline. Rate
 //! limits (ten-secondly rolling, daily, search per second) answer HubSpot's 429 bodies and
 //! headers, and a [`FaultPlan`] injects latency, 429, 500, 503 and connection resets. The official

@@ -335,6 +335,159 @@ fn live_pair(
     }
 }
 
+/// The largest v4 association batch.
+const MAX_ASSOCIATION_INPUTS: usize = 1000;
+
+fn association_inputs(body: &Value) -> Result<Vec<Value>, ApiError> {
+    let inputs = body
+        .get("inputs")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ApiError::validation("`inputs` must be a list"))?;
+    if inputs.len() > MAX_ASSOCIATION_INPUTS {
+        return Err(ApiError::validation(format!(
+            "Batch input size {} exceeds the limit of {MAX_ASSOCIATION_INPUTS} inputs",
+            inputs.len()
+        )));
+    }
+    Ok(inputs.clone())
+}
+
+/// A batch answer: 200 when every input worked, else 207 with `errors` (ids in `context`).
+fn batch_answer(results: Vec<Value>, errors: Vec<Value>, started: &str) -> Response {
+    let mut body = json!({
+        "status": "COMPLETE",
+        "results": results,
+        "startedAt": started,
+        "completedAt": iso_ms(now_ms()),
+    });
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        body["numErrors"] = json!(errors.len());
+        body["errors"] = Value::Array(errors);
+        StatusCode::MULTI_STATUS
+    };
+    json_response(status, &body)
+}
+
+fn input_id(input: &Value, pointer: &str) -> String {
+    input
+        .pointer(pointer)
+        .and_then(super::store::id_text)
+        .unwrap_or_default()
+}
+
+/// `POST /crm/v4/associations/{from}/{to}/batch/read` with `{inputs:[{id}]}`: each record's
+/// associations to `to`; records without any are listed in `errors` (HubSpot's 207).
+pub(crate) async fn batch_read_associations(
+    shared: AppState,
+    Path((type_text, to_text)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let from = object_type(&type_text)?;
+    let to = object_type(&to_text)?;
+    let body = parse_json(&body)?;
+    let inputs = association_inputs(&body)?;
+    let started = iso_ms(now_ms());
+    let store = shared.read();
+    let mut results = Vec::new();
+    let mut errors = Vec::new();
+    for input in &inputs {
+        let id = input_id(input, "/id");
+        let targets: Vec<Value> = id
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|id| store.of(from).live(*id).is_some())
+            .map(|from_id| {
+                store
+                    .associations
+                    .targets(from, from_id, to, 0)
+                    .filter(|(to_id, _)| store.of(to).live(*to_id).is_some())
+                    .map(|(to_id, ids)| {
+                        let types: Vec<Value> = ids
+                            .as_slice()
+                            .iter()
+                            .map(|&type_id| {
+                                let label = association_type(from, to, type_id).and_then(|t| t.label);
+                                json!({"category": "HUBSPOT_DEFINED", "typeId": type_id, "label": label})
+                            })
+                            .collect();
+                        json!({"toObjectId": to_id, "associationTypes": types})
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        if targets.is_empty() {
+            errors.push(json!({
+                "status": "error",
+                "category": "OBJECT_NOT_FOUND",
+                "subCategory": "crm.associations.NO_ASSOCIATIONS_FOUND",
+                "message": format!("No {} is associated with {} {id}.", to.singular(), from.singular()),
+                "context": {"fromObjectId": [id]},
+            }));
+        } else {
+            results.push(json!({"from": {"id": id}, "to": targets}));
+        }
+    }
+    Ok(batch_answer(results, errors, &started))
+}
+
+/// `POST /crm/v4/associations/{from}/{to}/batch/associate/default` with
+/// `{inputs:[{from:{id}, to:{id}}]}`: the default (unlabeled) association for each pair; pairs
+/// naming a record that does not exist are listed in `errors` (207).
+pub(crate) async fn batch_associate_default(
+    shared: AppState,
+    Path((type_text, to_text)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let from = object_type(&type_text)?;
+    let to = object_type(&to_text)?;
+    let kind = default_association_type(from, to).ok_or_else(|| {
+        ApiError::validation(format!(
+            "{} objects cannot be associated with {} objects",
+            from.singular(),
+            to.singular()
+        ))
+    })?;
+    let body = parse_json(&body)?;
+    let inputs = association_inputs(&body)?;
+    let started = iso_ms(now_ms());
+    let mut store = shared.write();
+    let mut results = Vec::new();
+    let mut errors = Vec::new();
+    for input in &inputs {
+        let (from_text, to_text) = (input_id(input, "/from/id"), input_id(input, "/to/id"));
+        let live = |store: &super::store::Store, object_type, text: &str| {
+            text.trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|id| store.of(object_type).live(*id).is_some())
+        };
+        match (live(&store, from, &from_text), live(&store, to, &to_text)) {
+            (Some(from_id), Some(to_id)) => {
+                store.associations.add(kind, from_id, to_id);
+                results.push(json!({
+                    "from": {"id": from_id.to_string()},
+                    "to": {"id": to_id.to_string()},
+                    "associationSpec": {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": kind.id},
+                }));
+            }
+            _ => errors.push(json!({
+                "status": "error",
+                "category": "VALIDATION_ERROR",
+                "message": format!(
+                    "One or more associations are invalid: {} {from_text} or {} {to_text} does not exist",
+                    from.singular(),
+                    to.singular()
+                ),
+                "context": {"fromObjectId": [from_text], "toObjectId": [to_text]},
+            })),
+        }
+    }
+    Ok(batch_answer(results, errors, &started))
+}
+
 /// `PUT /crm/v4/objects/{from}/{id}/associations/default/{to}/{toId}`.
 pub(crate) async fn associate_default(
     shared: AppState,

@@ -143,6 +143,14 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
                 .delete(objects::archive),
         )
         .route(
+            "/crm/v4/associations/{object_type}/{to_type}/batch/read",
+            post(objects::batch_read_associations),
+        )
+        .route(
+            "/crm/v4/associations/{object_type}/{to_type}/batch/associate/default",
+            post(objects::batch_associate_default),
+        )
+        .route(
             "/crm/v4/objects/{object_type}/{object_id}/associations/{to_type}",
             get(objects::list_associations),
         )
