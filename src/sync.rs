@@ -38,6 +38,15 @@ pub trait Connector {
     ) -> Result<(), PullFailure>;
     /// Every live id of a stream (the reconciliation pass).
     async fn live_ids(&self, stream: StreamKind) -> Result<Vec<String>, ConnectorFailure>;
+    /// Deleted and merged records a CRM lists only on request (HubSpot's `archived=true`), as
+    /// pages without a cursor. Salesforce's pulls already read deletions (`queryAll`).
+    async fn pull_deleted(
+        &self,
+        _stream: StreamKind,
+        _on_page: &mut (dyn FnMut(PulledPage) -> Result<(), rusqlite::Error> + Send),
+    ) -> Result<(), PullFailure> {
+        Ok(())
+    }
     /// Sends intents; a failure of the whole call makes every row retryable.
     async fn push_intents(
         &self,
@@ -88,6 +97,23 @@ impl Connector for HubspotClient {
                 class: error.class(),
                 message: error.to_string(),
             })
+    }
+
+    async fn pull_deleted(
+        &self,
+        stream: StreamKind,
+        on_page: &mut (dyn FnMut(PulledPage) -> Result<(), rusqlite::Error> + Send),
+    ) -> Result<(), PullFailure> {
+        match self.pull_archived(stream, on_page).await {
+            Ok(_) => Ok(()),
+            Err(refbridge_hubspot::PullError::Sink(error)) => Err(PullFailure::Store(error)),
+            Err(refbridge_hubspot::PullError::Hubspot(error)) => {
+                Err(PullFailure::Connector(ConnectorFailure {
+                    class: error.class(),
+                    message: error.to_string(),
+                }))
+            }
+        }
     }
 
     async fn push_intents(
@@ -431,7 +457,32 @@ pub async fn reconcile_streams<C: Connector>(
         )
         .map_err(|source| ledger.sql_error(source))?;
         let mut counts = PageCounts::default();
-        let (outcome, message) = match client.live_ids(stream).await {
+        // Archived and merged records first (HubSpot), stored like any page (no cursor moves).
+        let archived = {
+            let ledger_ref = &mut *ledger;
+            let counts_ref = &mut counts;
+            let mut store = move |page: PulledPage| -> Result<(), rusqlite::Error> {
+                let connection = ledger_ref.connection();
+                connection.execute_batch("BEGIN IMMEDIATE")?;
+                match crm::store_page(connection, system, &page, run_id, &now_text()) {
+                    Ok(page_counts) => {
+                        counts_ref.deleted += page_counts.deleted;
+                        connection.execute_batch("COMMIT")
+                    }
+                    Err(error) => {
+                        let _ = connection.execute_batch("ROLLBACK");
+                        Err(error)
+                    }
+                }
+            };
+            client.pull_deleted(stream, &mut store).await
+        };
+        let live = match archived {
+            Ok(()) => client.live_ids(stream).await,
+            Err(PullFailure::Store(source)) => return Err(ledger.sql_error(source).into()),
+            Err(PullFailure::Connector(error)) => Err(error),
+        };
+        let (outcome, message) = match live {
             Ok(ids) => {
                 let live: std::collections::HashSet<String> = ids.into_iter().collect();
                 counts.read = live.len() as u64;
@@ -455,7 +506,7 @@ pub async fn reconcile_streams<C: Connector>(
                         return Err(ledger.sql_error(source).into());
                     }
                 };
-                counts.deleted = marked;
+                counts.deleted += marked;
                 let message = (missed > 0).then(|| {
                     format!(
                         "{missed} record(s) the cursor missed: the next pull reads the stream again"

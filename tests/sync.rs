@@ -177,7 +177,9 @@ impl World {
         runtime.block_on(async move {
             let client = reqwest::Client::new();
             let url = format!("{base}{path}");
-            let request = if method == "GET" {
+            let request = if method == "DELETE" {
+                client.delete(url)
+            } else if method == "GET" {
                 client.get(url)
             } else {
                 client.post(url)
@@ -190,7 +192,7 @@ impl World {
             let status = response.status();
             let text = response.text().await.unwrap();
             assert!(status.is_success(), "{method} {path}: {status} {text}");
-            serde_json::from_str(&text).unwrap()
+            serde_json::from_str(&text).unwrap_or(Value::Null)
         })
     }
 
@@ -677,5 +679,39 @@ fn hubspot_pulls_match_the_sandbox_and_tasks_are_pushed_once_per_key() {
         associated["results"].as_array().unwrap().len(),
         250,
         "each task is associated to its company"
+    );
+
+    // An archived company is found by the reconciliation pass (search never returns it).
+    let archived =
+        world.hubspot("GET", "/crm/v3/objects/companies?limit=2", None)["results"][1]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    world.hubspot(
+        "DELETE",
+        &format!("/crm/v3/objects/companies/{archived}"),
+        None,
+    );
+    let output = common::run_binary(
+        &["sync", "--once", "--json", "--reconcile"],
+        Some(&world.config),
+    );
+    assert_eq!(output.status, 0, "{}", output.stderr);
+    let report = output.json();
+    let partners = report["reconciled"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["system"] == "hubspot" && s["stream"] == "partners")
+        .unwrap();
+    assert_eq!(partners["deleted"], 1, "{partners}");
+    assert_eq!(
+        ledger_count(
+            &world.ledger(),
+            &format!(
+                "SELECT deleted FROM crm_record WHERE system = 'hubspot' AND external_id = '{archived}'"
+            )
+        ),
+        1
     );
 }
