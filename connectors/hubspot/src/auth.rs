@@ -12,18 +12,17 @@
 //! secret: tokens live in [`AccessToken`], whose `Debug` is redacted and which has no `Display`.
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use oauth2::basic::{BasicClient, BasicErrorResponse};
 use oauth2::{
-    AsyncHttpClient, AuthType, ClientId, ClientSecret, EndpointNotSet, EndpointSet, HttpRequest,
-    HttpResponse, RefreshToken, RequestTokenError, TokenResponse, TokenUrl,
+    AuthType, ClientId, ClientSecret, EndpointNotSet, EndpointSet, RefreshToken, RequestTokenError,
+    TokenResponse, TokenUrl,
 };
-use refbridge_model::crm::{FailureClass, RetryDecision, RetryPolicy, parse_retry_after};
+use refbridge_http::{OAuthTransport, TransportFailure};
+use refbridge_model::crm::{FailureClass, RetryDecision, RetryPolicy};
 use serde::Deserialize;
 use tokio::sync::{Mutex, RwLock};
 
@@ -372,79 +371,6 @@ fn oauth_error_body(body: &[u8]) -> LoginFailure {
             class: FailureClass::Retryable,
             message: "the token endpoint's answer could not be read".to_string(),
         },
-    }
-}
-
-/// `Retry-After` of a response.
-pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    headers
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|value| value.to_str().ok())
-        .and_then(parse_retry_after)
-}
-
-/// A transport error in a sentence, without the URL (which could carry a query).
-pub(crate) fn transport_summary(error: &reqwest::Error) -> String {
-    let kind = if error.is_timeout() {
-        "timed out"
-    } else if error.is_connect() {
-        "could not connect"
-    } else if error.is_body() || error.is_decode() {
-        "the answer was cut short"
-    } else {
-        "the connection failed"
-    };
-    kind.to_string()
-}
-
-/// A token-endpoint failure as `oauth2` sees it: transport errors and 429/5xx answers, classed.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub(crate) struct TransportFailure {
-    class: FailureClass,
-    message: String,
-}
-
-/// `oauth2`'s HTTP client: refbridge's reqwest client. 429 and 5xx answers become
-/// [`TransportFailure`]s carrying their class (so a throttled or failing token endpoint is
-/// retried); other answers go to `oauth2` to be read. (A copy of the Salesforce crate's adapter.)
-pub(crate) struct OAuthTransport {
-    http: reqwest::Client,
-}
-
-impl<'c> AsyncHttpClient<'c> for OAuthTransport {
-    type Error = TransportFailure;
-    type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, TransportFailure>> + Send + 'c>>;
-
-    fn call(&'c self, request: HttpRequest) -> Self::Future {
-        Box::pin(async move {
-            let failure = |error: reqwest::Error| TransportFailure {
-                class: FailureClass::transport(),
-                message: transport_summary(&error),
-            };
-            let request = reqwest::Request::try_from(request).map_err(failure)?;
-            let response = self.http.execute(request).await.map_err(failure)?;
-            let status = response.status();
-            if status.as_u16() == 429 || status.is_server_error() {
-                return Err(TransportFailure {
-                    class: FailureClass::from_status(
-                        status.as_u16(),
-                        retry_after(response.headers()),
-                    ),
-                    message: format!("the token endpoint answered HTTP {}", status.as_u16()),
-                });
-            }
-            let headers = response.headers().clone();
-            let body = response.bytes().await.map_err(failure)?;
-            let mut builder = oauth2::http::Response::builder().status(status);
-            for (name, value) in &headers {
-                builder = builder.header(name, value);
-            }
-            builder.body(body.to_vec()).map_err(|_| TransportFailure {
-                class: FailureClass::Retryable,
-                message: "the token endpoint's answer could not be read".to_string(),
-            })
-        })
     }
 }
 

@@ -22,9 +22,10 @@ use refbridge_model::crm::{FailureClass, RetryDecision, RetryPolicy};
 use serde::Deserialize;
 use serde_json::Value as Json;
 
-use crate::auth::{Auth, retry_after, transport_summary};
+use crate::auth::Auth;
 use crate::config::{HubspotConfig, HubspotSecrets, url_problem};
 use crate::error::HubspotError;
+use refbridge_http::{retry_after, transport_summary};
 
 /// Calls kept in hand in the ten-secondly window (pause when fewer remain).
 const WINDOW_RESERVE: u64 = 1;

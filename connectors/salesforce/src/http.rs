@@ -19,9 +19,10 @@ use refbridge_model::crm::{FailureClass, RetryDecision, RetryPolicy};
 use serde::Deserialize;
 use serde_json::Value as Json;
 
-use crate::auth::{Auth, retry_after, transport_summary};
+use crate::auth::Auth;
 use crate::config::{SalesforceConfig, SalesforceSecrets, url_problem};
 use crate::error::SalesforceError;
+use refbridge_http::{retry_after, transport_summary};
 
 /// A random number in `[0, 1)` for backoff jitter (from the standard library's random hasher
 /// keys; no RNG dependency).
