@@ -38,6 +38,7 @@ struct Cli {
 enum Command {
     /// Validate a config file and the secrets it names; lists every problem with its line.
     CheckConfig {
+        /// The refbridge config file (TOML).
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
         /// Also connect to each configured CRM: login, API version, mapped objects and fields,
@@ -50,9 +51,10 @@ enum Command {
     },
     /// Pull every stream of every configured CRM into the ledger, then push pending tasks.
     Sync {
+        /// The refbridge config file (TOML).
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
-        /// Run once and exit (the scheduled daemon is `refbridge run`).
+        /// Run once and exit (required: scheduled runs come with the daemon).
         #[arg(long, required = true)]
         once: bool,
         /// Print one JSON object with the per-stream counts and API calls.
@@ -66,6 +68,7 @@ enum Command {
     /// Import EHR referral exports (CSV, FHIR Bundle JSON, FHIR NDJSON) into the ledger. Without
     /// PATHs, imports what waits in the configured inbox.
     Import {
+        /// The refbridge config file (TOML).
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
         /// Print one JSON object instead of a summary.
@@ -77,6 +80,7 @@ enum Command {
     },
     /// Show what the ledger holds: partners, referrals, import runs and quarantine.
     Status {
+        /// The refbridge config file (TOML).
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
         /// Print one JSON object.
