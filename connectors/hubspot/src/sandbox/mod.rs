@@ -1,5 +1,5 @@
-//! A faithful local HubSpot CRM v3 API, seeded from a synthetic [`World`], for tests, for
-//! `refbridge sandbox` and for `refbridge demo`.
+//! A faithful local HubSpot CRM v3 API, seeded from a synthetic [`World`], for tests and
+//! `refbridge sandbox`.
 //!
 //! What it speaks: private-app and OAuth bearer tokens (`POST /oauth/v1/token`, refresh grant);
 //! objects (companies, contacts, deals, tasks, calls, meetings, emails, notes) — list with cursor

@@ -1,5 +1,5 @@
-//! A faithful local Salesforce REST API, loaded from a synthetic [`World`], for tests, `refbridge
-//! sandbox` and `refbridge demo`.
+//! A faithful local Salesforce REST API, loaded from a synthetic [`World`], for tests and
+//! `refbridge sandbox`.
 //!
 //! It speaks what refbridge's connector and the official clients (simple-salesforce) use: the
 //! versions list, OAuth 2.0 token grants (JWT bearer, refresh token, client credentials), SOQL
