@@ -78,25 +78,14 @@ impl Connector for HubspotClient {
         until: DateTime<Utc>,
         on_page: &mut (dyn FnMut(PulledPage) -> Result<(), rusqlite::Error> + Send),
     ) -> Result<(), PullFailure> {
-        match self.pull(stream, after, until, on_page).await {
-            Ok(_) => Ok(()),
-            Err(refbridge_hubspot::PullError::Sink(error)) => Err(PullFailure::Store(error)),
-            Err(refbridge_hubspot::PullError::Hubspot(error)) => {
-                Err(PullFailure::Connector(ConnectorFailure {
-                    class: error.class(),
-                    message: error.to_string(),
-                }))
-            }
-        }
+        self.pull(stream, after, until, on_page).await?;
+        Ok(())
     }
 
     async fn live_ids(&self, stream: StreamKind) -> Result<Vec<String>, ConnectorFailure> {
         self.reconcile_ids(stream)
             .await
-            .map_err(|error| ConnectorFailure {
-                class: error.class(),
-                message: error.to_string(),
-            })
+            .map_err(|error| ConnectorFailure::new(error.class(), &error))
     }
 
     async fn pull_deleted(
@@ -104,26 +93,19 @@ impl Connector for HubspotClient {
         stream: StreamKind,
         on_page: &mut (dyn FnMut(PulledPage) -> Result<(), rusqlite::Error> + Send),
     ) -> Result<(), PullFailure> {
-        match self.pull_archived(stream, on_page).await {
-            Ok(_) => Ok(()),
-            Err(refbridge_hubspot::PullError::Sink(error)) => Err(PullFailure::Store(error)),
-            Err(refbridge_hubspot::PullError::Hubspot(error)) => {
-                Err(PullFailure::Connector(ConnectorFailure {
-                    class: error.class(),
-                    message: error.to_string(),
-                }))
-            }
-        }
+        self.pull_archived(stream, on_page).await?;
+        Ok(())
     }
 
     async fn push_intents(
         &self,
         intents: &[TaskIntent],
     ) -> Result<Vec<PushResult>, ConnectorFailure> {
-        self.push(intents).await.map_err(|error| ConnectorFailure {
-            class: FailureClass::Config,
-            message: error.to_string(),
-        })
+        // A whole push fails only on configuration (login, mapping, key property); transport
+        // and quota failures come back per row as retryable.
+        self.push(intents)
+            .await
+            .map_err(|error| ConnectorFailure::new(FailureClass::Config, &error))
     }
 }
 
@@ -139,6 +121,37 @@ pub struct ConnectorFailure {
 pub enum PullFailure {
     Connector(ConnectorFailure),
     Store(rusqlite::Error),
+}
+
+impl ConnectorFailure {
+    fn new(class: FailureClass, error: &dyn std::fmt::Display) -> ConnectorFailure {
+        ConnectorFailure {
+            class,
+            message: error.to_string(),
+        }
+    }
+}
+
+impl From<refbridge_salesforce::PullError<rusqlite::Error>> for PullFailure {
+    fn from(error: refbridge_salesforce::PullError<rusqlite::Error>) -> PullFailure {
+        match error {
+            refbridge_salesforce::PullError::Sink(error) => PullFailure::Store(error),
+            refbridge_salesforce::PullError::Salesforce(error) => {
+                PullFailure::Connector(ConnectorFailure::new(error.class(), &error))
+            }
+        }
+    }
+}
+
+impl From<refbridge_hubspot::PullError<rusqlite::Error>> for PullFailure {
+    fn from(error: refbridge_hubspot::PullError<rusqlite::Error>) -> PullFailure {
+        match error {
+            refbridge_hubspot::PullError::Sink(error) => PullFailure::Store(error),
+            refbridge_hubspot::PullError::Hubspot(error) => {
+                PullFailure::Connector(ConnectorFailure::new(error.class(), &error))
+            }
+        }
+    }
 }
 
 impl Connector for SalesforceClient {
@@ -165,35 +178,25 @@ impl Connector for SalesforceClient {
         until: DateTime<Utc>,
         on_page: &mut (dyn FnMut(PulledPage) -> Result<(), rusqlite::Error> + Send),
     ) -> Result<(), PullFailure> {
-        match self.pull(stream, after, until, on_page).await {
-            Ok(_) => Ok(()),
-            Err(refbridge_salesforce::PullError::Sink(error)) => Err(PullFailure::Store(error)),
-            Err(refbridge_salesforce::PullError::Salesforce(error)) => {
-                Err(PullFailure::Connector(ConnectorFailure {
-                    class: error.class(),
-                    message: error.to_string(),
-                }))
-            }
-        }
+        self.pull(stream, after, until, on_page).await?;
+        Ok(())
     }
 
     async fn live_ids(&self, stream: StreamKind) -> Result<Vec<String>, ConnectorFailure> {
         self.reconcile_ids(stream)
             .await
-            .map_err(|error| ConnectorFailure {
-                class: error.class(),
-                message: error.to_string(),
-            })
+            .map_err(|error| ConnectorFailure::new(error.class(), &error))
     }
 
     async fn push_intents(
         &self,
         intents: &[TaskIntent],
     ) -> Result<Vec<PushResult>, ConnectorFailure> {
-        self.push(intents).await.map_err(|error| ConnectorFailure {
-            class: FailureClass::Config,
-            message: error.to_string(),
-        })
+        // A whole push fails only on configuration (login, mapping, key property); transport
+        // and quota failures come back per row as retryable.
+        self.push(intents)
+            .await
+            .map_err(|error| ConnectorFailure::new(FailureClass::Config, &error))
     }
 }
 

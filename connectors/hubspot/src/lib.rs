@@ -40,5 +40,6 @@ pub use config::{
 };
 pub use error::HubspotError;
 pub use http::{HubspotClient, QuotaUsage, RateHeaders, classify};
-pub use pull::{PullError, PullSummary};
+pub use pull::PullError;
 pub use push::{BATCH_SIZE, PushCalls, PushError};
+pub use refbridge_model::crm::PullSummary;

@@ -38,7 +38,7 @@ use std::collections::{HashMap, VecDeque};
 use chrono::{DateTime, NaiveDate, Utc};
 use refbridge_model::crm::{
     CrmActivity, CrmContact, CrmOwner, CrmPartner, CrmRecord, CrmRecordBody, CrmReferral, CrmTask,
-    Cursor, PulledPage, StreamKind,
+    Cursor, PullSummary, PulledPage, StreamKind,
 };
 use refbridge_model::{Direction, Disposition, DispositionReason, Npi};
 use serde::Deserialize;
@@ -50,23 +50,6 @@ use crate::http::{ApiRequest, HubspotClient};
 
 const LIST_CURSOR_PREFIX: &str = "list:";
 const MERGED_PROPERTY: &str = "hs_merged_object_ids";
-
-/// What one pull did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PullSummary {
-    pub stream: StreamKind,
-    /// Records handed over (deleted ones included).
-    pub records: u64,
-    /// Of those, deleted (or merged away).
-    pub deleted: u64,
-    /// Pages handed over.
-    pub pages: u32,
-    /// API calls made (retries included).
-    pub api_calls: u32,
-    pub cursor_before: Option<Cursor>,
-    /// The last page's cursor, or `cursor_before` when nothing changed.
-    pub cursor_after: Option<Cursor>,
-}
 
 /// Why a pull stopped. Pages handed over before the error stay valid.
 #[derive(Debug, thiserror::Error)]

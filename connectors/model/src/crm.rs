@@ -212,6 +212,23 @@ pub struct PulledPage {
     pub api_calls: u32,
 }
 
+/// What one pull of a stream did (each connector reports the same figures).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullSummary {
+    pub stream: StreamKind,
+    /// Records handed over (deleted ones included).
+    pub records: u64,
+    /// Of those, deleted (or merged away).
+    pub deleted: u64,
+    /// Pages handed over.
+    pub pages: u32,
+    /// API calls made (retries included).
+    pub api_calls: u32,
+    pub cursor_before: Option<Cursor>,
+    /// The last page's cursor, or `cursor_before` when nothing changed.
+    pub cursor_after: Option<Cursor>,
+}
+
 /// Task priority, as both CRMs know it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

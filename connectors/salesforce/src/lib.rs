@@ -37,5 +37,6 @@ pub use config::{
 };
 pub use error::SalesforceError;
 pub use http::{QuotaUsage, SalesforceClient, classify};
-pub use pull::{DeletedRecord, PullError, PullSummary};
+pub use pull::{DeletedRecord, PullError};
 pub use push::{BATCH_SIZE, PushError};
+pub use refbridge_model::crm::PullSummary;
