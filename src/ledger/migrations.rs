@@ -188,4 +188,179 @@ CREATE TABLE outbox (
 CREATE INDEX outbox_pending ON outbox(system, status);
 "#,
     ),
+    (
+        3,
+        "identity links, partner profiles, reps, CRM referrals and activities, health, alerts",
+        r#"
+-- Source records now link CRM records too, by more methods; the CHECK grows, so the table is
+-- rebuilt (SQLite cannot alter a CHECK). Rows keep their ids.
+CREATE TABLE partner_source_record_v3 (
+    id                  INTEGER PRIMARY KEY,
+    partner_id          INTEGER NOT NULL REFERENCES partner(id),
+    system              TEXT NOT NULL,
+    external_key        TEXT NOT NULL,
+    raw_name            TEXT NOT NULL,
+    normalized_name     TEXT NOT NULL,
+    -- npi | crm_id | domain | phone | name_city | name | alias | merge (config) | split (config) | new
+    match_method        TEXT NOT NULL CHECK (match_method = 'npi' OR match_method = 'crm_id'
+                            OR match_method = 'domain' OR match_method = 'phone'
+                            OR match_method = 'name_city' OR match_method = 'name'
+                            OR match_method = 'alias' OR match_method = 'merge'
+                            OR match_method = 'split' OR match_method = 'new'),
+    confidence          REAL NOT NULL,
+    first_seen_at       TEXT NOT NULL,
+    UNIQUE (system, external_key)
+);
+INSERT INTO partner_source_record_v3 SELECT * FROM partner_source_record;
+DROP TABLE partner_source_record;
+ALTER TABLE partner_source_record_v3 RENAME TO partner_source_record;
+CREATE INDEX partner_source_record_partner ON partner_source_record(partner_id);
+
+-- A partner folded into another by identity resolution keeps its row (ids stay valid) and says
+-- where it went.
+ALTER TABLE partner ADD COLUMN merged_into INTEGER REFERENCES partner(id);
+
+-- The spelling a referral named its partner by, so that a split moves exactly its referrals.
+ALTER TABLE referral ADD COLUMN partner_source_record_id INTEGER;
+CREATE INDEX referral_source_record ON referral(partner_source_record_id);
+CREATE INDEX referral_inquiry ON referral(inquiry_id, direction);
+
+-- Reps: CRM users/owners.
+CREATE TABLE rep (
+    id                  INTEGER PRIMARY KEY,
+    system              TEXT NOT NULL,
+    external_id         TEXT NOT NULL,
+    name                TEXT NOT NULL,
+    email               TEXT,
+    active              INTEGER NOT NULL,
+    UNIQUE (system, external_id)
+);
+
+-- What the CRMs say about each live partner, rebuilt by identity resolution every cycle. `home_*`
+-- is the CRM record the partner's tasks go to.
+CREATE TABLE partner_profile (
+    partner_id          INTEGER PRIMARY KEY REFERENCES partner(id),
+    home_system         TEXT,
+    home_crm_id         TEXT,
+    owner_id            TEXT,
+    owner_name          TEXT,
+    owner_active        INTEGER,
+    city                TEXT,
+    state               TEXT,
+    zip3                TEXT,
+    website_domain      TEXT,
+    phone               TEXT,
+    payers              TEXT NOT NULL DEFAULT '[]',     -- JSON array of payer names
+    levels_of_care      TEXT NOT NULL DEFAULT '[]',     -- JSON array of level codes
+    accepting_referrals INTEGER,
+    preferred           INTEGER
+);
+
+-- Deals/opportunities, normalized and tied to a ledger partner. One that describes the same
+-- inquiry as an EHR referral points at it (`referral_id`) and is not counted twice.
+CREATE TABLE crm_referral (
+    id                  INTEGER PRIMARY KEY,
+    system              TEXT NOT NULL,
+    crm_id              TEXT NOT NULL,
+    partner_id          INTEGER REFERENCES partner(id),
+    referral_id         INTEGER REFERENCES referral(id),
+    inquiry_id          TEXT,
+    direction           TEXT NOT NULL CHECK (direction = 'in' OR direction = 'out'),
+    parent_inquiry_id   TEXT,
+    stage               TEXT NOT NULL,
+    disposition         TEXT,
+    disposition_reason  TEXT,
+    payer               TEXT,
+    plan_type           TEXT,
+    level_of_care       TEXT,
+    inquiry_date        TEXT,
+    admit_date          TEXT,
+    owner_id            TEXT,
+    deleted             INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (system, crm_id)
+);
+CREATE INDEX crm_referral_partner ON crm_referral(partner_id, inquiry_date);
+
+-- Touches (calls, meetings, visits, emails, notes, completed tasks) tied to a ledger partner.
+CREATE TABLE activity (
+    id                  INTEGER PRIMARY KEY,
+    system              TEXT NOT NULL,
+    crm_id              TEXT NOT NULL,
+    partner_id          INTEGER REFERENCES partner(id),
+    kind                TEXT NOT NULL,
+    owner_id            TEXT,
+    at                  TEXT NOT NULL,
+    UNIQUE (system, crm_id)
+);
+CREATE INDEX activity_partner ON activity(partner_id, at);
+
+-- Matches identity resolution was not sure of: listed with a suggested merge, never applied.
+CREATE TABLE identity_suggestion (
+    id                  INTEGER PRIMARY KEY,
+    partner_id          INTEGER NOT NULL REFERENCES partner(id),
+    candidate_id        INTEGER NOT NULL REFERENCES partner(id),
+    method              TEXT NOT NULL,
+    confidence          REAL NOT NULL,
+    reason              TEXT NOT NULL,
+    first_seen_at       TEXT NOT NULL,
+    last_seen_at        TEXT NOT NULL,
+    UNIQUE (partner_id, candidate_id)
+);
+
+-- Every referral once: the EHR's, and the CRM's that no EHR referral describes.
+CREATE VIEW unified_referral AS
+    SELECT id AS referral_id, NULL AS crm_referral_id, partner_id, direction, inquiry_id,
+           parent_inquiry_id, inquiry_date, disposition, disposition_reason, payer, plan_type,
+           level_of_care_code AS level_of_care, zip3
+    FROM referral
+    UNION ALL
+    SELECT NULL, id, partner_id, direction, inquiry_id, parent_inquiry_id, inquiry_date,
+           COALESCE(disposition, 'pending'), disposition_reason, payer, plan_type, level_of_care,
+           NULL
+    FROM crm_referral
+    WHERE referral_id IS NULL AND deleted = 0 AND inquiry_date IS NOT NULL;
+
+-- Partner health per day: the score, its components (JSON, each with its reason) and the trend.
+CREATE TABLE health_snapshot (
+    partner_id          INTEGER NOT NULL REFERENCES partner(id),
+    as_of               TEXT NOT NULL,
+    score               REAL,
+    state               TEXT NOT NULL,          -- healthy | watch | at_risk
+    trend               TEXT NOT NULL,          -- up | down | flat
+    components          TEXT NOT NULL,
+    model_version       INTEGER NOT NULL,
+    computed_at         TEXT NOT NULL,
+    PRIMARY KEY (partner_id, as_of)
+);
+
+-- One row per health computation: what it read (a fingerprint of the inputs), so that a run with
+-- nothing new does nothing.
+CREATE TABLE health_run (
+    id                  INTEGER PRIMARY KEY,
+    as_of               TEXT NOT NULL,
+    fingerprint         TEXT NOT NULL,
+    partners            INTEGER NOT NULL,
+    started_at          TEXT NOT NULL,
+    finished_at         TEXT NOT NULL
+);
+
+-- Alerts: one per rule, partner and episode (the key is the outbox key). `state` open → closed;
+-- `waiting` when the rep's daily budget was spent; `done` when the rep completed the task while
+-- the condition still held (not reopened until it clears).
+CREATE TABLE alert (
+    key                 TEXT PRIMARY KEY,
+    rule                TEXT NOT NULL,
+    partner_id          INTEGER REFERENCES partner(id),
+    system              TEXT NOT NULL,
+    owner_id            TEXT,
+    state               TEXT NOT NULL CHECK (state = 'open' OR state = 'waiting' OR state = 'done'
+                            OR state = 'closed'),
+    reason              TEXT NOT NULL,
+    opened_at           TEXT NOT NULL,
+    updated_at          TEXT NOT NULL,
+    closed_at           TEXT
+);
+CREATE INDEX alert_state ON alert(state, rule, partner_id);
+"#,
+    ),
 ];
