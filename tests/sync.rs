@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use refbridge::ledger::Ledger;
 use refbridge::ledger::crm::enqueue;
-use refbridge_model::crm::{CrmSystem, TaskIntent, TaskPriority};
+use refbridge_model::crm::{CrmSystem, TaskIntent, TaskKind, TaskPriority};
 use serde_json::{Value, json};
 
 /// A `refbridge sandbox` with a written config, and a REST client for checking what it holds.
@@ -411,6 +411,7 @@ fn the_outbox_is_pushed_exactly_once_per_key_and_read_back() {
             description: "1 referral in the last 45 days vs 4.2/month baseline".to_string(),
             due: chrono::NaiveDate::from_ymd_opt(2026, 12, 1).unwrap(),
             priority: TaskPriority::High,
+            kind: TaskKind::Call,
             completed: false,
         })
         .collect();
@@ -616,6 +617,7 @@ fn hubspot_pulls_match_the_sandbox_and_tasks_are_pushed_once_per_key() {
             description: "no touch in 60 days".to_string(),
             due: chrono::NaiveDate::from_ymd_opt(2026, 12, 1).unwrap(),
             priority: TaskPriority::Normal,
+            kind: TaskKind::Call,
             completed: false,
         })
         .collect();

@@ -338,7 +338,7 @@ mod tests {
     use super::*;
     use crate::ledger::Ledger;
     use chrono::TimeZone;
-    use refbridge_model::crm::{CrmOwner, CrmRecord, CrmRecordBody, TaskPriority};
+    use refbridge_model::crm::{CrmOwner, CrmRecord, CrmRecordBody, TaskKind, TaskPriority};
 
     fn ledger() -> (tempfile::TempDir, Ledger) {
         let directory = tempfile::tempdir().unwrap();
@@ -449,6 +449,7 @@ mod tests {
             description: String::new(),
             due: chrono::NaiveDate::from_ymd_opt(2026, 6, 1).unwrap(),
             priority: TaskPriority::Normal,
+            kind: TaskKind::Call,
             completed: false,
         };
         let system = CrmSystem::Salesforce;

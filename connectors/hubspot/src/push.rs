@@ -16,7 +16,7 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::NaiveTime;
-use refbridge_model::crm::{PushResult, TaskIntent, TaskPriority};
+use refbridge_model::crm::{PushResult, TaskIntent, TaskKind, TaskPriority};
 use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
 
@@ -148,7 +148,12 @@ impl HubspotClient {
             TaskPriority::Low => "LOW",
         };
         properties.insert("hs_task_priority".to_string(), json!(priority));
-        properties.insert("hs_task_type".to_string(), json!("TODO"));
+        let kind = match intent.kind {
+            TaskKind::Call => "CALL",
+            TaskKind::Email => "EMAIL",
+            TaskKind::Meeting | TaskKind::Todo => "TODO",
+        };
+        properties.insert("hs_task_type".to_string(), json!(kind));
         let owner = owner
             .map(str::to_string)
             .or_else(|| intent.owner_id.clone())

@@ -17,7 +17,7 @@ use refbridge_hubspot::{
 };
 use refbridge_model::crm::{
     CrmRecord, CrmRecordBody, Cursor, PulledPage, PushResult, RetryPolicy, StreamKind, TaskIntent,
-    TaskPriority,
+    TaskKind, TaskPriority,
 };
 use refbridge_synthetic::{Activity, ActivityKind, Scale, World, WorldSpec};
 use serde_json::{Value, json};
@@ -725,6 +725,7 @@ fn intents(about: &[String], owner: &str, count: usize) -> Vec<TaskIntent> {
             description: "Declining referrals.".to_string(),
             due: NaiveDate::from_ymd_opt(2026, 6, 1).unwrap(),
             priority: [TaskPriority::High, TaskPriority::Normal, TaskPriority::Low][index % 3],
+            kind: [TaskKind::Call, TaskKind::Email, TaskKind::Todo][index % 3],
             completed: false,
         })
         .collect()
@@ -822,6 +823,15 @@ async fn a_push_repeated_after_a_crash_leaves_exactly_one_task_per_key_on_the_ri
         )
         .await,
         250
+    );
+    assert_eq!(
+        rest.search_total(
+            "tasks",
+            json!([{"propertyName": "hs_task_type", "operator": "EQ", "value": "EMAIL"}])
+        )
+        .await,
+        83,
+        "each task carries its kind"
     );
     for (index, target) in [(0, "companies"), (10, "deals"), (249, "companies")] {
         let linked = rest

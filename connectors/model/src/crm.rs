@@ -238,6 +238,29 @@ pub enum TaskPriority {
     Low,
 }
 
+/// What a rep is asked to do: both CRMs type their tasks (Salesforce `Type`, HubSpot
+/// `hs_task_type`; HubSpot has no meeting task, so a meeting is a to-do there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskKind {
+    Call,
+    Email,
+    Meeting,
+    #[default]
+    Todo,
+}
+
+impl TaskKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskKind::Call => "call",
+            TaskKind::Email => "email",
+            TaskKind::Meeting => "meeting",
+            TaskKind::Todo => "todo",
+        }
+    }
+}
+
 /// What a task intent asks the CRM to hold.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskIntent {
@@ -250,6 +273,9 @@ pub struct TaskIntent {
     pub description: String,
     pub due: NaiveDate,
     pub priority: TaskPriority,
+    /// Absent in intents queued before task kinds existed: a to-do.
+    #[serde(default)]
+    pub kind: TaskKind,
     /// True closes the task (the condition cleared).
     pub completed: bool,
 }

@@ -9,7 +9,7 @@
 //! configuration failure (refused login, unknown field) is an error of the whole push. This
 //! module never reads or writes the ledger and never logs a task's subject or description.
 
-use refbridge_model::crm::{PushResult, TaskIntent, TaskPriority};
+use refbridge_model::crm::{PushResult, TaskIntent, TaskKind, TaskPriority};
 use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
 
@@ -105,6 +105,13 @@ impl SalesforceClient {
             TaskPriority::Low => "Low",
         };
         row.insert("Priority".to_string(), Json::String(priority.to_string()));
+        let kind = match intent.kind {
+            TaskKind::Call => "Call",
+            TaskKind::Email => "Email",
+            TaskKind::Meeting => "Meeting",
+            TaskKind::Todo => "Other",
+        };
+        row.insert("Type".to_string(), Json::String(kind.to_string()));
         let status = if intent.completed {
             "Completed"
         } else {

@@ -11,7 +11,8 @@ use std::time::Duration;
 use chrono::{NaiveDate, Utc};
 use refbridge_model::crm::RetryPolicy;
 use refbridge_model::crm::{
-    CrmRecord, CrmRecordBody, Cursor, PulledPage, PushResult, StreamKind, TaskIntent, TaskPriority,
+    CrmRecord, CrmRecordBody, Cursor, PulledPage, PushResult, StreamKind, TaskIntent, TaskKind,
+    TaskPriority,
 };
 use refbridge_salesforce::sandbox::{RunningSandbox, SandboxOptions, start};
 use refbridge_salesforce::{
@@ -548,6 +549,7 @@ fn intents(accounts: &[String], owner: &str, count: usize) -> Vec<TaskIntent> {
             description: "Declining referrals.".to_string(),
             due: NaiveDate::from_ymd_opt(2026, 6, 1).unwrap(),
             priority: [TaskPriority::High, TaskPriority::Normal, TaskPriority::Low][index % 3],
+            kind: [TaskKind::Call, TaskKind::Meeting, TaskKind::Todo][index % 3],
             completed: false,
         })
         .collect()
@@ -627,6 +629,12 @@ async fn a_push_repeated_after_a_crash_leaves_exactly_one_task_per_key() {
         rest.count("SELECT COUNT() FROM Task WHERE Refbridge_Key__c != null")
             .await,
         450
+    );
+    assert_eq!(
+        rest.count("SELECT COUNT() FROM Task WHERE Refbridge_Key__c != null AND Type = 'Meeting'")
+            .await,
+        150,
+        "each task carries its kind"
     );
     let closed = pull(&client, StreamKind::Tasks, None).await;
     assert_eq!(closed.records.len(), 450);
