@@ -8,16 +8,23 @@
 //! - [`partners`]: partner identity from referral-source names (NPI, normalized name, aliases).
 //! - [`import`]: EHR exports into the ledger (file hash, batches, quarantine, inbox).
 //! - [`status`]: the `status` report.
-//! - [`sync`]: `sync --once`: CRM streams into the ledger, the outbox out to the CRM.
+//! - [`sync`]: CRM streams into the ledger (pages + cursors), the outbox out to the CRM.
+//! - [`rules`]: health, placements, identity doubts and refer-out options → conditions (tasks).
+//! - [`outbox`]: conditions → alerts and task intents (create/update/close, budget, snoozes,
+//!   circuit breaker); `plan` is the same run rolled back.
+//! - [`cycle`]: one whole cycle (`sync --once`): pull, import, identity, health, rules, push.
 //! - [`sandbox`]: `refbridge sandbox`, both CRM sandboxes on one synthetic world.
 //! - [`telemetry`]: logging setup.
 //!
 //! Connectors live in their own crates under `connectors/` and never touch the ledger.
 
 pub mod config;
+pub mod cycle;
 pub mod import;
 pub mod ledger;
+pub mod outbox;
 pub mod partners;
+pub mod rules;
 pub mod sandbox;
 pub mod status;
 pub mod sync;

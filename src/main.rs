@@ -19,8 +19,9 @@ use refbridge::ledger::Ledger;
 use refbridge::sandbox::SandboxRequest;
 use refbridge::status::Status;
 use refbridge::telemetry::{self, LogFormat};
-use refbridge_hubspot::HubspotClient;
-use refbridge_salesforce::SalesforceClient;
+use refbridge::cycle::{CycleError, CycleOptions, CycleReport, EvaluateError, evaluate, run_cycle};
+use refbridge::outbox::Plan;
+use refbridge::sync::CrmClient;
 
 /// Keeps a behavioral-health facility's referral relationships healthy: EHR exports and CRMs
 /// into one referral ledger.
@@ -49,7 +50,8 @@ enum Command {
         #[arg(long, requires = "connect")]
         create_task_key: bool,
     },
-    /// Pull every stream of every configured CRM into the ledger, then push pending tasks.
+    /// One whole cycle: pull every configured CRM, import the EHR inbox, resolve partner
+    /// identities, compute health, evaluate rules and refer-out routing, push the tasks.
     Sync {
         /// The refbridge config file (TOML).
         #[arg(long, value_name = "FILE")]
@@ -64,6 +66,19 @@ enum Command {
         /// stream whose cursor missed a record. Meant for a nightly run.
         #[arg(long)]
         reconcile: bool,
+        /// Apply the plan even when the circuit breaker refuses it (review it with `plan` first).
+        #[arg(long)]
+        allow_mass_change: bool,
+    },
+    /// Show what the next push would create, update and close (and what is invalid or waiting),
+    /// from what the ledger holds now. Sends nothing and queues nothing.
+    Plan {
+        /// The refbridge config file (TOML).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
     },
     /// Import EHR referral exports (CSV, FHIR Bundle JSON, FHIR NDJSON) into the ledger. Without
     /// PATHs, imports what waits in the configured inbox.
@@ -193,51 +208,72 @@ fn run(command: Command) -> Result<(), Failure> {
             once: _,
             json,
             reconcile,
+            allow_mass_change,
         } => {
             let loaded = load_config(&config)?;
-            let clients = crm_clients(&loaded)?;
-            if clients.is_empty() {
+            let clients = CrmClient::all(&loaded).map_err(|error| Failure::Usage(anyhow::anyhow!(error)))?;
+            if clients.is_empty() && loaded.config.connectors.ehr.is_none() {
                 return Err(Failure::Usage(anyhow::anyhow!(
-                    "nothing to sync: {} configures no CRM connector ([connectors.salesforce] or [connectors.hubspot])",
+                    "nothing to sync: {} configures no connector ([connectors.salesforce], [connectors.hubspot] or [connectors.ehr])",
                     config.display()
                 )));
             }
             let mut ledger = open_ledger(&loaded)?;
-            let runtime = runtime()?;
-            let now = chrono::Utc::now();
-            let mut report = refbridge::sync::SyncReport::default();
-            for client in &clients {
-                let part =
-                    match client {
-                        CrmClient::Salesforce(client) => runtime.block_on(
-                            refbridge::sync::sync_crm(&mut ledger, client, now, reconcile),
-                        ),
-                        CrmClient::Hubspot(client) => runtime.block_on(refbridge::sync::sync_crm(
-                            &mut ledger,
-                            client,
-                            now,
-                            reconcile,
-                        )),
-                    };
-                report.absorb(part.map_err(|error| match error {
-                    refbridge::sync::SyncError::Config { .. } => {
-                        Failure::Usage(anyhow::anyhow!("{error}"))
-                    }
+            let options = CycleOptions {
+                now: chrono::Utc::now(),
+                reconcile,
+                allow_mass_change,
+            };
+            let report = runtime()?
+                .block_on(run_cycle(&loaded, &mut ledger, &clients, options))
+                .map_err(|error| match error {
+                    CycleError::Sync(refbridge::sync::SyncError::Config { .. })
+                    | CycleError::Routing(_) => Failure::Usage(anyhow::anyhow!("{error}")),
                     other => Failure::Runtime(other.into()),
-                })?);
-            }
+                })?;
             if json {
                 println!(
                     "{}",
                     serde_json::to_string(&report).context("cannot encode the report")?
                 );
             } else {
-                print!("{}", sync_summary(&report));
+                print!("{}", cycle_summary(&report));
+            }
+            if let Some(refused) = &report.refused {
+                return Err(Failure::Runtime(anyhow::anyhow!("{refused}")));
             }
             if report.has_failures() {
                 return Err(Failure::Runtime(anyhow::anyhow!(
-                    "a stream failed; see the lines above and `refbridge status`"
+                    "a stream failed or a file could not be read; see the lines above and `refbridge status`"
                 )));
+            }
+            Ok(())
+        }
+        Command::Plan { config, json } => {
+            let loaded = load_config(&config)?;
+            let clients = CrmClient::all(&loaded).map_err(|error| Failure::Usage(anyhow::anyhow!(error)))?;
+            let configured: Vec<_> = clients.iter().map(CrmClient::system).collect();
+            let settings = &loaded.config.ledger;
+            let mut ledger = Ledger::open_existing(
+                &settings.path,
+                Duration::from_secs(settings.busy_timeout_seconds),
+            )?;
+            let as_of = chrono::Utc::now().date_naive();
+            let evaluation = evaluate(&loaded, &mut ledger, &configured, as_of, false, false)
+                .map_err(|error| match error {
+                    EvaluateError::Routing(message) => Failure::Usage(anyhow::anyhow!("refer-out routing: {message}")),
+                    EvaluateError::Sql(source) | EvaluateError::Outbox(refbridge::outbox::OutboxError::Sql(source), _) => {
+                        Failure::Runtime(ledger.sql_error(source).into())
+                    }
+                    EvaluateError::Outbox(_, message) => Failure::Runtime(anyhow::anyhow!(message)),
+                })?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string(&evaluation.plan).context("cannot encode the plan")?
+                );
+            } else {
+                print!("{}", plan_summary(&evaluation.plan));
             }
             Ok(())
         }
@@ -364,40 +400,13 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
         .context("cannot start the async runtime")?)
 }
 
-/// A configured CRM's client.
-enum CrmClient {
-    Salesforce(SalesforceClient),
-    Hubspot(HubspotClient),
-}
-
-/// A client for every configured CRM; a client that cannot be built is a configuration error.
-fn crm_clients(loaded: &LoadedConfig) -> Result<Vec<CrmClient>, Failure> {
-    let mut clients = Vec::new();
-    if let (Some(settings), Some(secrets)) = (
-        &loaded.config.connectors.salesforce,
-        &loaded.salesforce_secrets,
-    ) {
-        let client = SalesforceClient::new(settings.clone(), secrets.clone())
-            .map_err(|error| Failure::Usage(anyhow::anyhow!("connectors.salesforce: {error}")))?;
-        clients.push(CrmClient::Salesforce(client));
-    }
-    if let (Some(settings), Some(secrets)) =
-        (&loaded.config.connectors.hubspot, &loaded.hubspot_secrets)
-    {
-        let client = HubspotClient::new(settings.clone(), secrets.clone())
-            .map_err(|error| Failure::Usage(anyhow::anyhow!("connectors.hubspot: {error}")))?;
-        clients.push(CrmClient::Hubspot(client));
-    }
-    Ok(clients)
-}
-
 /// One line per problem found by connecting to each configured CRM. With `create_task_key`, a
 /// missing HubSpot task key property is created first.
 async fn connect_problems(loaded: &LoadedConfig, create_task_key: bool) -> Vec<String> {
     let mut problems = Vec::new();
-    let clients = match crm_clients(loaded) {
+    let clients = match CrmClient::all(loaded) {
         Ok(clients) => clients,
-        Err(Failure::Usage(error) | Failure::Runtime(error)) => return vec![format!("{error:#}")],
+        Err(error) => return vec![error],
     };
     for client in clients {
         match client {
@@ -452,6 +461,44 @@ fn sync_summary(report: &refbridge::sync::SyncReport) -> String {
             out.push_str(&format!("  {message}\n"));
         }
     }
+    out
+}
+
+fn cycle_summary(report: &CycleReport) -> String {
+    let mut out = sync_summary(&report.pulled);
+    if let Some(imported) = &report.imported {
+        out.push_str(&import_summary(imported));
+    }
+    if let Some(evaluation) = &report.evaluation {
+        let i = &evaluation.identity;
+        out.push_str(&format!(
+            "identity: {} live partner(s) from {} source record(s); {} merged this run, {} uncertain match(es) listed in `refbridge status`\n",
+            i.partners_live, i.source_records, i.partners_merged_this_run, i.suggestions
+        ));
+        let h = &evaluation.health;
+        out.push_str(&format!(
+            "health: {} partner(s): {} at risk, {} to watch, {} healthy{}\n",
+            h.partners,
+            h.at_risk,
+            h.watch,
+            h.healthy,
+            if h.recomputed { "" } else { " (nothing new: stored snapshots)" }
+        ));
+        let p = &evaluation.plan;
+        out.push_str(&format!(
+            "tasks: {} to create, {} to update, {} to close, {} unchanged, {} waiting for budget, {} invalid; {} refer-out lead(s)\n",
+            p.create.len(),
+            p.update.len(),
+            p.close.len(),
+            p.unchanged,
+            p.waiting.len(),
+            p.invalid.len(),
+            evaluation.refer_out_leads
+        ));
+    }
+    if let Some(refused) = &report.refused {
+        out.push_str(&format!("tasks: {refused}\n"));
+    }
     for push in &report.push {
         out.push_str(&format!(
             "{} push: {} intent(s), {} stored ({} new), {} to retry, {} refused\n",
@@ -459,6 +506,59 @@ fn sync_summary(report: &refbridge::sync::SyncReport) -> String {
         ));
     }
     out.push_str(&format!("{} API call(s) in all\n", report.api_calls));
+    out
+}
+
+fn plan_summary(plan: &Plan) -> String {
+    let mut out = format!(
+        "Plan as of {}: {} to create, {} to update, {} to close; {} unchanged, {} waiting for a rep's daily budget, {} answered by reps, {} snoozed, {} invalid; {} earlier intent(s) to retry, {} refused by a CRM\n",
+        plan.as_of,
+        plan.create.len(),
+        plan.update.len(),
+        plan.close.len(),
+        plan.unchanged,
+        plan.waiting.len(),
+        plan.answered,
+        plan.snoozed,
+        plan.invalid.len(),
+        plan.retries,
+        plan.refused
+    );
+    let b = &plan.breaker;
+    if b.tripped {
+        out.push_str(&format!(
+            "CIRCUIT BREAKER: this plan updates or closes {} of {} open tasks (limit {:.0}%); `sync` will refuse it unless run with --allow-mass-change\n",
+            b.changes,
+            b.open_tasks,
+            b.limit_share * 100.0
+        ));
+    }
+    for (label, tasks) in [
+        ("create", &plan.create),
+        ("update", &plan.update),
+        ("close", &plan.close),
+        ("waiting", &plan.waiting),
+    ] {
+        if tasks.is_empty() {
+            continue;
+        }
+        out.push_str(&format!("\n{label} ({}):\n", tasks.len()));
+        for task in tasks {
+            out.push_str(&format!(
+                "  {:<10} {:<20} owner {:<20} {}\n",
+                task.system,
+                task.rule,
+                task.owner_id.as_deref().unwrap_or("(queue)"),
+                task.title
+            ));
+        }
+    }
+    if !plan.invalid.is_empty() {
+        out.push_str(&format!("\ninvalid ({}):\n", plan.invalid.len()));
+        for invalid in &plan.invalid {
+            out.push_str(&format!("  {:<20} {}\n", invalid.rule, invalid.problem));
+        }
+    }
     out
 }
 

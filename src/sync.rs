@@ -268,8 +268,9 @@ pub enum SyncError {
     },
 }
 
-/// Pulls every stream of one CRM, reconciles them when asked, then pushes that CRM's outbox.
-pub async fn sync_crm<C: Connector>(
+/// Pulls every stream of one CRM, then reconciles them when asked. Pushing is separate
+/// ([`push_outbox`]): the cycle pulls every CRM, evaluates, and only then pushes.
+pub async fn pull_crm<C: Connector>(
     ledger: &mut Ledger,
     client: &C,
     now: DateTime<Utc>,
@@ -299,9 +300,74 @@ pub async fn sync_crm<C: Connector>(
     if reconcile && !deferred {
         report.reconciled = reconcile_streams(ledger, client).await?;
     }
-    report.push.push(push_outbox(ledger, client).await?);
     report.api_calls = client.api_calls();
     Ok(report)
+}
+
+/// A configured CRM's client.
+pub enum CrmClient {
+    Salesforce(SalesforceClient),
+    Hubspot(HubspotClient),
+}
+
+impl CrmClient {
+    /// A client for every configured CRM; a client that cannot be built is a configuration error
+    /// (the message names the connector).
+    pub fn all(loaded: &crate::config::LoadedConfig) -> Result<Vec<CrmClient>, String> {
+        let mut clients = Vec::new();
+        if let (Some(settings), Some(secrets)) = (
+            &loaded.config.connectors.salesforce,
+            &loaded.salesforce_secrets,
+        ) {
+            let client = SalesforceClient::new(settings.clone(), secrets.clone())
+                .map_err(|error| format!("connectors.salesforce: {error}"))?;
+            clients.push(CrmClient::Salesforce(client));
+        }
+        if let (Some(settings), Some(secrets)) =
+            (&loaded.config.connectors.hubspot, &loaded.hubspot_secrets)
+        {
+            let client = HubspotClient::new(settings.clone(), secrets.clone())
+                .map_err(|error| format!("connectors.hubspot: {error}"))?;
+            clients.push(CrmClient::Hubspot(client));
+        }
+        Ok(clients)
+    }
+
+    pub fn system(&self) -> CrmSystem {
+        match self {
+            CrmClient::Salesforce(_) => CrmSystem::Salesforce,
+            CrmClient::Hubspot(_) => CrmSystem::Hubspot,
+        }
+    }
+
+    /// [`pull_crm`] for this client.
+    pub async fn pull(
+        &self,
+        ledger: &mut Ledger,
+        now: DateTime<Utc>,
+        reconcile: bool,
+    ) -> Result<SyncReport, SyncError> {
+        match self {
+            CrmClient::Salesforce(client) => pull_crm(ledger, client, now, reconcile).await,
+            CrmClient::Hubspot(client) => pull_crm(ledger, client, now, reconcile).await,
+        }
+    }
+
+    /// [`push_outbox`] for this client.
+    pub async fn push(&self, ledger: &mut Ledger) -> Result<PushReport, SyncError> {
+        match self {
+            CrmClient::Salesforce(client) => push_outbox(ledger, client).await,
+            CrmClient::Hubspot(client) => push_outbox(ledger, client).await,
+        }
+    }
+
+    /// API calls made so far (authentication excluded).
+    pub fn api_calls(&self) -> u64 {
+        match self {
+            CrmClient::Salesforce(client) => client.api_calls(),
+            CrmClient::Hubspot(client) => client.api_calls(),
+        }
+    }
 }
 
 async fn pull_stream<C: Connector>(
@@ -567,7 +633,7 @@ pub async fn reconcile_streams<C: Connector>(
 }
 
 /// Sends every intent pending at the start of the run, in batches, and records each result.
-async fn push_outbox<C: Connector>(
+pub async fn push_outbox<C: Connector>(
     ledger: &mut Ledger,
     client: &C,
 ) -> Result<PushReport, SyncError> {

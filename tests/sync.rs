@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::sandbox::World;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -13,220 +15,12 @@ use refbridge::ledger::crm::enqueue;
 use refbridge_model::crm::{CrmSystem, TaskIntent, TaskKind, TaskPriority};
 use serde_json::{Value, json};
 
-/// A `refbridge sandbox` with a written config, and a REST client for checking what it holds.
-struct World {
-    child: Child,
-    ready: Value,
-    config: PathBuf,
-    _scratch: tempfile::TempDir,
-}
-
-impl World {
-    fn start(extra: &[&str]) -> World {
-        let scratch = tempfile::tempdir().unwrap();
-        let config = scratch.path().join("rb.toml");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_refbridge"))
-            .args([
-                "sandbox",
-                "--seed",
-                "7",
-                "--as-of",
-                "2026-11-01",
-                "--write-config",
-            ])
-            .arg(&config)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        World {
-            child,
-            ready: serde_json::from_str(&line).unwrap(),
-            config,
-            _scratch: scratch,
-        }
-    }
-
-    fn set_config(&self, from: &str, to: &str) {
-        let text = std::fs::read_to_string(&self.config)
-            .unwrap()
-            .replacen(from, to, 1);
-        std::fs::write(&self.config, text).unwrap();
-    }
-
-    fn sync(&self) -> Value {
-        let output = common::run_binary(&["sync", "--once", "--json"], Some(&self.config));
-        assert_eq!(
-            output.status, 0,
-            "sync failed: {}\n{}",
-            output.stdout, output.stderr
-        );
-        output.json()
-    }
-
-    fn ledger(&self) -> PathBuf {
-        self.config.with_extension("d").join("ledger.db")
-    }
-
-    /// A Salesforce REST call with the sandbox's ready-made token.
-    fn rest(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let base = self.ready["salesforce"]["instance_url"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let mut token = self.ready["salesforce"]["access_token"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let (client_id, client_secret) = (
-            self.ready["salesforce"]["client_id"]
-                .as_str()
-                .unwrap()
-                .to_string(),
-            self.ready["salesforce"]["client_secret"]
-                .as_str()
-                .unwrap()
-                .to_string(),
-        );
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let client = reqwest::Client::new();
-            let url = format!("{base}/services/data/v62.0/{path}");
-            // The sandbox may be injecting faults: a checking call retries them (only reads and
-            // idempotent writes are retried here: POST is sent once).
-            let mut last = String::new();
-            for _ in 0..20 {
-                let request = match method {
-                    "GET" => client.get(&url),
-                    "POST" => client.post(&url),
-                    "PATCH" => client.patch(&url),
-                    _ => client.delete(&url),
-                };
-                let request = match &body {
-                    Some(body) => request.json(body),
-                    None => request,
-                };
-                let (status, text) = match request.bearer_auth(&token).send().await {
-                    Ok(response) => {
-                        let status = response.status();
-                        match response.text().await {
-                            Ok(text) => (status, text),
-                            Err(error) => (status, format!("body cut: {error}")),
-                        }
-                    }
-                    Err(error) => (reqwest::StatusCode::SERVICE_UNAVAILABLE, error.to_string()),
-                };
-                if status.is_success() && !text.starts_with("body cut") {
-                    return serde_json::from_str(&text).unwrap_or(Value::Null);
-                }
-                last = format!("{status} {text}");
-                if status.as_u16() == 401 {
-                    // Tokens expire quickly when the sandbox is told to: log in again.
-                    let form = [
-                        ("grant_type", "client_credentials"),
-                        ("client_id", client_id.as_str()),
-                        ("client_secret", client_secret.as_str()),
-                    ];
-                    if let Ok(response) = client
-                        .post(format!("{base}/services/oauth2/token"))
-                        .form(&form)
-                        .send()
-                        .await
-                        && let Ok(body) = response.json::<Value>().await
-                        && let Some(fresh) = body["access_token"].as_str()
-                    {
-                        token = fresh.to_string();
-                    }
-                    continue;
-                }
-                if method == "POST"
-                    || !(status.is_server_error()
-                        || status.as_u16() == 429
-                        || text.starts_with("body cut"))
-                {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            panic!("{method} {path}: {last}");
-        })
-    }
-
-    /// A HubSpot call with the sandbox's private-app token (faults are off in the tests using it).
-    fn hubspot(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let base = self.ready["hubspot"]["base_url"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let token = self.ready["hubspot"]["private_app_token"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let client = reqwest::Client::new();
-            let url = format!("{base}{path}");
-            let request = if method == "DELETE" {
-                client.delete(url)
-            } else if method == "GET" {
-                client.get(url)
-            } else {
-                client.post(url)
-            };
-            let request = match body {
-                Some(body) => request.json(&body),
-                None => request,
-            };
-            let response = request.bearer_auth(token).send().await.unwrap();
-            let status = response.status();
-            let text = response.text().await.unwrap();
-            assert!(status.is_success(), "{method} {path}: {status} {text}");
-            serde_json::from_str(&text).unwrap_or(Value::Null)
-        })
-    }
-
-    fn hubspot_total(&self, object: &str, filters: Value) -> u64 {
-        let body = json!({"filterGroups": filters, "limit": 1});
-        self.hubspot(
-            "POST",
-            &format!("/crm/v3/objects/{object}/search"),
-            Some(body),
-        )["total"]
-            .as_u64()
-            .unwrap()
-    }
-
-    fn count(&self, soql: &str) -> u64 {
-        self.rest("GET", &format!("query?q={}", soql.replace(' ', "+")), None)["totalSize"]
-            .as_u64()
-            .unwrap()
-    }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn stream<'a>(report: &'a Value, name: &str) -> &'a Value {
     stream_of(report, "salesforce", name)
 }
 
 fn stream_of<'a>(report: &'a Value, system: &str, name: &str) -> &'a Value {
-    report["streams"]
+    report["pulled"]["streams"]
         .as_array()
         .unwrap()
         .iter()
@@ -270,7 +64,7 @@ fn full_then_incremental_pulls_match_the_sandbox_with_edits_and_deletes() {
     }
 
     let quiet = world.sync();
-    for entry in quiet["streams"].as_array().unwrap() {
+    for entry in quiet["pulled"]["streams"].as_array().unwrap() {
         assert_eq!(entry["read"], 0, "{entry}");
     }
     assert_eq!(
@@ -356,7 +150,7 @@ fn full_then_incremental_pulls_match_the_sandbox_with_edits_and_deletes() {
     );
     assert_eq!(output.status, 0, "{}", output.stderr);
     let reconciled = output.json();
-    let partners = reconciled["reconciled"]
+    let partners = reconciled["pulled"]["reconciled"]
         .as_array()
         .unwrap()
         .iter()
@@ -395,6 +189,7 @@ fn full_then_incremental_pulls_match_the_sandbox_with_edits_and_deletes() {
 #[test]
 fn the_outbox_is_pushed_exactly_once_per_key_and_read_back() {
     let world = World::start(&[]);
+    world.disable_rules();
     world.sync();
     let account = world.rest(
         "GET",
@@ -520,7 +315,7 @@ fn a_run_killed_part_way_resumes_without_loss_and_faults_change_nothing() {
     let _ = first.wait();
     let mut report = world.sync();
     // Faults may defer nothing here (quota is ample), so one more run at most finishes the rest.
-    if report["streams"]
+    if report["pulled"]["streams"]
         .as_array()
         .unwrap()
         .iter()
@@ -529,7 +324,7 @@ fn a_run_killed_part_way_resumes_without_loss_and_faults_change_nothing() {
         report = world.sync();
     }
     assert!(
-        report["streams"]
+        report["pulled"]["streams"]
             .as_array()
             .unwrap()
             .iter()
@@ -567,6 +362,7 @@ fn a_run_killed_part_way_resumes_without_loss_and_faults_change_nothing() {
 #[test]
 fn hubspot_pulls_match_the_sandbox_and_tasks_are_pushed_once_per_key() {
     let world = World::start(&[]);
+    world.disable_rules();
     // The sandbox starts without the unique task key property, like a new portal.
     let missing = common::run_binary(&["check-config", "--connect"], Some(&world.config));
     assert_eq!(missing.status, 2);
@@ -700,7 +496,7 @@ fn hubspot_pulls_match_the_sandbox_and_tasks_are_pushed_once_per_key() {
     );
     assert_eq!(output.status, 0, "{}", output.stderr);
     let report = output.json();
-    let partners = report["reconciled"]
+    let partners = report["pulled"]["reconciled"]
         .as_array()
         .unwrap()
         .iter()

@@ -31,6 +31,10 @@ pub struct Config {
     pub connectors: ConnectorsConfig,
     #[serde(default)]
     pub identity: IdentityConfig,
+    #[serde(default)]
+    pub rules: crate::rules::RulesConfig,
+    #[serde(default)]
+    pub outbox: crate::rules::OutboxConfig,
 }
 
 /// `[ledger]`
@@ -310,6 +314,12 @@ impl Config {
             for (below, message) in hubspot.problems() {
                 problems.add_below(&["connectors", "hubspot"], &below, &message);
             }
+        }
+        for (below, message) in self.rules.problems() {
+            problems.add_below(&["rules"], &below, &message);
+        }
+        for (below, message) in self.outbox.problems() {
+            problems.add_below(&["outbox"], &below, &message);
         }
         let mut alias_owner: HashMap<String, usize> = HashMap::new();
         for (index, alias) in self.identity.alias.iter().enumerate() {

@@ -1,0 +1,263 @@
+//! One whole cycle, as `refbridge sync --once` runs it and the daemon will schedule it: pull every
+//! CRM, import the EHR inbox, resolve identities, compute health, evaluate rules and refer-out
+//! routing into the outbox, push.
+//!
+//! Each step commits its own work before the next begins, so a cycle stopped anywhere leaves a
+//! ledger that the next cycle simply continues. The evaluation ([`evaluate`]) is shared with
+//! `refbridge plan`, which runs it and rolls the outbox part back.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use refbridge_model::crm::CrmSystem;
+use serde::Serialize;
+
+use crate::config::LoadedConfig;
+use crate::health::{self, HealthState};
+use crate::identity::{self, IdentityReport};
+use crate::import::{ImportReport, Importer, now as now_text};
+use crate::ledger::{Ledger, LedgerError};
+use crate::outbox::{self, OutboxError, Plan, ReconcileOptions};
+use crate::routing;
+use crate::rules::{self, RuleInputs};
+use crate::sync::{CrmClient, PushReport, SyncError, SyncReport};
+
+/// How a cycle runs.
+#[derive(Debug, Clone, Copy)]
+pub struct CycleOptions {
+    pub now: DateTime<Utc>,
+    /// Run the reconciliation pass after pulling (nightly).
+    pub reconcile: bool,
+    /// Apply a plan even when the circuit breaker trips.
+    pub allow_mass_change: bool,
+}
+
+/// Health, in counts.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HealthSummary {
+    pub partners: u64,
+    pub at_risk: u64,
+    pub watch: u64,
+    pub healthy: u64,
+    /// False when nothing changed since the last computation (stored snapshots reused).
+    pub recomputed: bool,
+}
+
+/// What evaluation found: identities, health and the plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct Evaluation {
+    pub identity: IdentityReport,
+    pub health: HealthSummary,
+    /// Leads that did not convert and got refer-out options.
+    pub refer_out_leads: u64,
+    pub plan: Plan,
+}
+
+/// A whole cycle.
+#[derive(Debug, Clone, Serialize)]
+pub struct CycleReport {
+    pub pulled: SyncReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub imported: Option<ImportReport>,
+    /// `None` when the circuit breaker refused the plan (see `refused`).
+    pub evaluation: Option<Evaluation>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
+    pub push: Vec<PushReport>,
+    /// API calls made by the connectors in this cycle.
+    pub api_calls: u64,
+}
+
+impl CycleReport {
+    /// True when a stream failed, a file could not be read, or the breaker refused the plan.
+    pub fn has_failures(&self) -> bool {
+        self.pulled.has_failures()
+            || self.refused.is_some()
+            || self.imported.as_ref().is_some_and(|report| {
+                report.file_reports.iter().any(|file| {
+                    matches!(
+                        file.outcome,
+                        crate::import::Outcome::Rejected | crate::import::Outcome::Partial
+                    )
+                })
+            })
+    }
+}
+
+/// Why a cycle stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum CycleError {
+    #[error(transparent)]
+    Sync(#[from] SyncError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error("cannot import the EHR inbox")]
+    Import(#[from] crate::import::ImportError),
+    #[error("refer-out routing: {0}")]
+    Routing(String),
+}
+
+/// Runs one cycle.
+pub async fn run_cycle(
+    loaded: &LoadedConfig,
+    ledger: &mut Ledger,
+    clients: &[CrmClient],
+    options: CycleOptions,
+) -> Result<CycleReport, CycleError> {
+    let mut pulled = SyncReport::default();
+    for client in clients {
+        pulled.absorb(client.pull(ledger, options.now, options.reconcile).await?);
+    }
+    pulled.api_calls = 0;
+
+    let imported = match &loaded.config.connectors.ehr {
+        Some(ehr) => {
+            let reader = Importer::reader_for(ehr, loaded.patient_key.expose());
+            let mut importer = Importer::new(
+                ledger,
+                reader,
+                &loaded.config.identity.alias,
+                loaded.config.ledger.import_batch_rows,
+            );
+            Some(importer.import_inbox(&ehr.inbox)?)
+        }
+        None => None,
+    };
+
+    let configured: Vec<CrmSystem> = clients.iter().map(CrmClient::system).collect();
+    let as_of = options.now.date_naive();
+    let (evaluation, refused) = match evaluate(
+        loaded,
+        ledger,
+        &configured,
+        as_of,
+        options.allow_mass_change,
+        true,
+    ) {
+        Ok(evaluation) => (Some(evaluation), None),
+        Err(EvaluateError::Outbox(OutboxError::Breaker { .. }, message)) => {
+            tracing::error!(reason = %message, "plan refused; pending retries are still pushed");
+            (None, Some(message))
+        }
+        Err(EvaluateError::Outbox(OutboxError::Sql(source), _) | EvaluateError::Sql(source)) => {
+            return Err(CycleError::Ledger(ledger.sql_error(source)));
+        }
+        Err(EvaluateError::Routing(message)) => return Err(CycleError::Routing(message)),
+    };
+
+    let mut push = Vec::new();
+    for client in clients {
+        push.push(client.push(ledger).await?);
+    }
+    let api_calls = clients.iter().map(CrmClient::api_calls).sum();
+    Ok(CycleReport {
+        pulled,
+        imported,
+        evaluation,
+        refused,
+        push,
+        api_calls,
+    })
+}
+
+/// Why an evaluation stopped.
+#[derive(Debug)]
+pub enum EvaluateError {
+    /// The outbox refused (the breaker), with the message to show.
+    Outbox(OutboxError, String),
+    Sql(rusqlite::Error),
+    Routing(String),
+}
+
+impl From<rusqlite::Error> for EvaluateError {
+    fn from(error: rusqlite::Error) -> EvaluateError {
+        EvaluateError::Sql(error)
+    }
+}
+
+/// Identity, health, routing and rules, then the outbox plan. With `apply` the plan is committed
+/// (alerts and outbox rows written, to be pushed); without, it is rolled back: nothing is queued
+/// and nothing sent. Identity and health are derived data and are stored either way.
+pub fn evaluate(
+    loaded: &LoadedConfig,
+    ledger: &mut Ledger,
+    configured: &[CrmSystem],
+    as_of: NaiveDate,
+    allow_mass_change: bool,
+    apply: bool,
+) -> Result<Evaluation, EvaluateError> {
+    let config = &loaded.config;
+    let now = now_text();
+    let connection = ledger.connection();
+    let identity = identity::resolve(connection, &config.identity, &now)?;
+    let refreshed = health::refresh(connection, &config.health, as_of, &now)?;
+    let mut summary = HealthSummary {
+        partners: refreshed.health.len() as u64,
+        recomputed: refreshed.recomputed,
+        ..HealthSummary::default()
+    };
+    for partner in &refreshed.health {
+        match partner.state {
+            HealthState::AtRisk => summary.at_risk += 1,
+            HealthState::Watch => summary.watch += 1,
+            HealthState::Healthy => summary.healthy += 1,
+        }
+    }
+    let leads = if config.routing.enabled {
+        routing::lead_suggestions(connection, &config.routing, as_of)
+            .map_err(|error| EvaluateError::Routing(error.to_string()))?
+    } else {
+        Vec::new()
+    };
+    let conditions = rules::evaluate(
+        connection,
+        &config.rules,
+        &RuleInputs {
+            as_of,
+            health: &refreshed.health,
+            leads: &leads,
+            configured,
+        },
+    )?;
+    connection.execute_batch("BEGIN IMMEDIATE")?;
+    let result = outbox::reconcile(
+        connection,
+        &conditions,
+        &config.rules,
+        &config.outbox,
+        &ReconcileOptions {
+            as_of,
+            today: as_of,
+            now: &now,
+            allow_mass_change,
+        },
+    );
+    let finish = if apply && result.is_ok() {
+        "COMMIT"
+    } else {
+        "ROLLBACK"
+    };
+    connection.execute_batch(finish)?;
+    let plan = match result {
+        Ok(plan) => plan,
+        Err(OutboxError::Breaker { plan, .. }) if !apply => *plan,
+        Err(error) => {
+            let message = error.to_string();
+            return Err(EvaluateError::Outbox(error, message));
+        }
+    };
+    if apply {
+        tracing::info!(
+            create = plan.create.len(),
+            update = plan.update.len(),
+            close = plan.close.len(),
+            waiting = plan.waiting.len(),
+            invalid = plan.invalid.len(),
+            "outbox planned"
+        );
+    }
+    Ok(Evaluation {
+        identity,
+        health: summary,
+        refer_out_leads: leads.len() as u64,
+        plan,
+    })
+}

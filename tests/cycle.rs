@@ -1,0 +1,170 @@
+//! The whole cycle through the binary (`sync --once`): both CRM sandboxes and the EHR inbox in,
+//! identity, health, rules and routing, tasks out — then a second cycle that changes nothing,
+//! `plan` agreeing, and no patient value in anything sent to a CRM.
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+
+use common::sandbox::World;
+use serde_json::Value;
+
+fn today() -> String {
+    chrono::Utc::now().date_naive().to_string()
+}
+
+/// Every patient value in the generic CSV export (the columns refbridge must never keep).
+fn patient_values(csv_path: &std::path::Path) -> HashSet<String> {
+    let mut reader = csv::Reader::from_path(csv_path).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let patient_columns: Vec<usize> = headers
+        .iter()
+        .enumerate()
+        .filter(|(_, name)| {
+            matches!(
+                *name,
+                "mrn" | "patient_name" | "birth_date" | "patient_phone" | "patient_address"
+            )
+        })
+        .map(|(index, _)| index)
+        .collect();
+    assert_eq!(patient_columns.len(), 5);
+    let mut values = HashSet::new();
+    for record in reader.records() {
+        let record = record.unwrap();
+        for &column in &patient_columns {
+            let value = record[column].trim();
+            if value.len() >= 6 {
+                values.insert(value.to_string());
+            }
+        }
+    }
+    values
+}
+
+fn outbox(world: &World) -> Vec<(String, String, Option<String>, Value)> {
+    let connection = rusqlite::Connection::open(world.ledger()).unwrap();
+    let mut statement = connection
+        .prepare("SELECT system, key, crm_task_id, intent FROM outbox ORDER BY system, key")
+        .unwrap();
+    statement
+        .query_map([], |row| {
+            let intent: String = row.get(3)?;
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                serde_json::from_str(&intent).unwrap(),
+            ))
+        })
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap()
+}
+
+#[test]
+fn a_cycle_pushes_the_right_few_tasks_once_and_a_second_cycle_changes_nothing() {
+    let today = today();
+    let world = World::start(&["--as-of", &today, "--export-dir", "{state}/inbox"]);
+    let csv_path = world.config.with_extension("d").join("inbox/referrals.csv");
+    let canaries = patient_values(&csv_path);
+    assert!(canaries.len() > 100, "the export carries patient values");
+
+    let first = world.sync();
+    let evaluation = &first["evaluation"];
+    assert!(
+        evaluation["identity"]["partners_live"].as_u64().unwrap() > 10,
+        "{evaluation}"
+    );
+    assert!(evaluation["health"]["partners"].as_u64().unwrap() > 10);
+    let created = evaluation["plan"]["create"].as_array().unwrap();
+    assert!(!created.is_empty(), "a synthetic world has stories to act on");
+    let rules: HashSet<&str> = created.iter().map(|t| t["rule"].as_str().unwrap()).collect();
+    for rule in ["silent", "unowned"] {
+        assert!(rules.contains(rule), "no {rule} task in {rules:?}");
+    }
+    // Every intent reached its CRM, once.
+    for push in first["push"].as_array().unwrap() {
+        assert_eq!(push["retryable"], 0, "{push}");
+        assert_eq!(push["permanent"], 0, "{push}");
+        assert_eq!(push["stored"], push["intents"], "{push}");
+    }
+    let rows = outbox(&world);
+    assert_eq!(rows.len(), created.len());
+    assert!(rows.iter().all(|(_, _, task_id, _)| task_id.is_some()));
+    let salesforce_rows = rows.iter().filter(|r| r.0 == "salesforce").count() as u64;
+    let hubspot_rows = rows.iter().filter(|r| r.0 == "hubspot").count() as u64;
+    assert!(salesforce_rows > 0 && hubspot_rows > 0, "both CRMs get tasks");
+    assert_eq!(
+        world.count("SELECT COUNT() FROM Task WHERE Refbridge_Key__c != null"),
+        salesforce_rows
+    );
+    assert_eq!(
+        world.hubspot_total(
+            "tasks",
+            serde_json::json!([{"filters": [{"propertyName": "refbridge_key", "operator": "HAS_PROPERTY"}]}])
+        ),
+        hubspot_rows
+    );
+    // The daily budget: at most five new tasks per rep (or queue) and CRM.
+    let mut per_owner: BTreeMap<(String, String), u32> = BTreeMap::new();
+    for task in created {
+        let owner = task["owner_id"].as_str().unwrap_or("(queue)").to_string();
+        *per_owner
+            .entry((task["system"].as_str().unwrap().to_string(), owner))
+            .or_default() += 1;
+    }
+    assert!(per_owner.values().all(|&n| n <= 5), "{per_owner:?}");
+
+    // Task words: partner-level facts only; never a patient value, never reciprocity advice.
+    let sent: Vec<String> = rows
+        .iter()
+        .map(|(_, _, _, intent)| {
+            format!(
+                "{}\n{}",
+                intent["subject"].as_str().unwrap(),
+                intent["description"].as_str().unwrap()
+            )
+        })
+        .collect();
+    for text in &sent {
+        let lower = text.to_lowercase();
+        assert!(!lower.contains("reciproc") && !lower.contains("even things"), "{text}");
+        for canary in &canaries {
+            assert!(!text.contains(canary.as_str()), "a patient value reached a task: {text}");
+        }
+    }
+    let tasks = world.rest(
+        "GET",
+        "query?q=SELECT+Subject,Description+FROM+Task+WHERE+Refbridge_Key__c+!=+null",
+        None,
+    );
+    for task in tasks["records"].as_array().unwrap() {
+        let text = format!("{} {}", task["Subject"], task["Description"]);
+        assert!(canaries.iter().all(|canary| !text.contains(canary.as_str())));
+    }
+
+    // Again: nothing new to say, nothing sent, nothing duplicated.
+    let second = world.sync();
+    let plan = &second["evaluation"]["plan"];
+    for change in ["create", "update", "close"] {
+        assert_eq!(plan[change].as_array().unwrap().len(), 0, "{change}: {plan}");
+    }
+    for push in second["push"].as_array().unwrap() {
+        assert_eq!(push["intents"], 0, "{push}");
+    }
+    assert_eq!(outbox(&world).len(), rows.len());
+    assert_eq!(
+        world.count("SELECT COUNT() FROM Task WHERE Refbridge_Key__c != null"),
+        salesforce_rows
+    );
+
+    // `plan` agrees and sends nothing.
+    let output = common::run_binary(&["plan", "--json"], Some(&world.config));
+    assert_eq!(output.status, 0, "{}", output.stderr);
+    let planned = output.json();
+    assert_eq!(planned["create"].as_array().unwrap().len(), 0);
+    assert_eq!(planned["breaker"]["tripped"], false);
+    let text = common::run_binary(&["plan"], Some(&world.config));
+    assert!(text.stdout.starts_with("Plan as of "), "{}", text.stdout);
+}
