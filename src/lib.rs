@@ -7,6 +7,7 @@
 //! - [`ledger`]: the SQLite referral ledger (WAL, migrations, mode 0600) and its statements.
 //! - [`partners`]: partner identity from referral-source names (NPI, normalized name, aliases).
 //! - [`import`]: EHR exports into the ledger (file hash, batches, quarantine, inbox).
+//! - [`health`]: partner health (score, components with reasons, snapshots) and `refbridge health`.
 //! - [`status`]: the `status` report.
 //! - [`sync`]: `sync --once`: CRM streams into the ledger, the outbox out to the CRM.
 //! - [`sandbox`]: `refbridge sandbox`, both CRM sandboxes on one synthetic world.
@@ -15,6 +16,7 @@
 //! Connectors live in their own crates under `connectors/` and never touch the ledger.
 
 pub mod config;
+pub mod health;
 pub mod import;
 pub mod ledger;
 pub mod partners;

@@ -31,6 +31,9 @@ pub struct Config {
     pub connectors: ConnectorsConfig,
     #[serde(default)]
     pub identity: IdentityConfig,
+    /// `[health]`: see `crate::health::HealthConfig`.
+    #[serde(default)]
+    pub health: crate::health::HealthConfig,
 }
 
 /// `[ledger]`
@@ -310,6 +313,9 @@ impl Config {
             for (below, message) in hubspot.problems() {
                 problems.add_below(&["connectors", "hubspot"], &below, &message);
             }
+        }
+        for (below, message) in self.health.problems() {
+            problems.add_below(&["health"], &below, &message);
         }
         let mut alias_owner: HashMap<String, usize> = HashMap::new();
         for (index, alias) in self.identity.alias.iter().enumerate() {
