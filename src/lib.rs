@@ -7,6 +7,7 @@
 //! - [`ledger`]: the SQLite referral ledger (WAL, migrations, mode 0600) and its statements.
 //! - [`partners`]: partner identity from referral-source names (NPI, normalized name, aliases).
 //! - [`import`]: EHR exports into the ledger (file hash, batches, quarantine, inbox).
+//! - [`health`]: partner health (score, components with reasons, snapshots) and `refbridge health`.
 //! - [`status`]: the `status` report.
 //! - [`sync`]: CRM streams into the ledger (pages + cursors), the outbox out to the CRM.
 //! - [`rules`]: health, placements, identity doubts and refer-out options → conditions (tasks).
@@ -20,6 +21,7 @@
 
 pub mod config;
 pub mod cycle;
+pub mod health;
 pub mod import;
 pub mod ledger;
 pub mod outbox;

@@ -102,6 +102,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Partner health as of a day, worst first: score, state, trend and the reason of each
+    /// partner's weakest component. Stores the day's snapshots (a run with no new data reuses them).
+    Health {
+        /// The refbridge config file (TOML).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// table (100 columns, worst first), json (an array; one object with --partner) or csv.
+        #[arg(long, value_enum, default_value = "table")]
+        format: refbridge::health::report::HealthFormat,
+        /// Show one partner (by ledger id) in detail: every component, its weight and reason,
+        /// and the facts behind them.
+        #[arg(long, value_name = "ID")]
+        partner: Option<i64>,
+        /// The day health is computed as of (default: today, UTC).
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        as_of: Option<NaiveDate>,
+    },
     /// Run local Salesforce and HubSpot sandboxes seeded with one synthetic facility; prints one
     /// JSON line with their URLs and ready-to-use credentials, then serves until Ctrl-C/SIGTERM.
     Sandbox {
@@ -370,6 +387,40 @@ fn run(command: Command) -> Result<(), Failure> {
                 salesforce_jwt_public_key,
             };
             runtime()?.block_on(refbridge::sandbox::serve(request))?;
+            Ok(())
+        }
+        Command::Health {
+            config,
+            format,
+            partner,
+            as_of,
+        } => {
+            let loaded = load_config(&config)?;
+            let settings = &loaded.config.ledger;
+            let ledger = Ledger::open_existing(
+                &settings.path,
+                Duration::from_secs(settings.busy_timeout_seconds),
+            )?;
+            let now = chrono::Utc::now();
+            let request = refbridge::health::report::HealthRequest {
+                as_of: as_of.unwrap_or_else(|| now.date_naive()),
+                format,
+                partner,
+                now: now.to_rfc3339(),
+            };
+            let text = refbridge::health::report::run(
+                ledger.connection(),
+                &loaded.config.health,
+                &request,
+            )
+            .map_err(|error| {
+                if error.is_usage() {
+                    Failure::Usage(error.into())
+                } else {
+                    Failure::Runtime(error.into())
+                }
+            })?;
+            print!("{text}");
             Ok(())
         }
         Command::Status { config, json } => {

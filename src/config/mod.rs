@@ -35,6 +35,9 @@ pub struct Config {
     pub rules: crate::rules::RulesConfig,
     #[serde(default)]
     pub outbox: crate::rules::OutboxConfig,
+    /// `[health]`: see `crate::health::HealthConfig`.
+    #[serde(default)]
+    pub health: crate::health::HealthConfig,
 }
 
 /// `[ledger]`
@@ -320,6 +323,9 @@ impl Config {
         }
         for (below, message) in self.outbox.problems() {
             problems.add_below(&["outbox"], &below, &message);
+        }
+        for (below, message) in self.health.problems() {
+            problems.add_below(&["health"], &below, &message);
         }
         let mut alias_owner: HashMap<String, usize> = HashMap::new();
         for (index, alias) in self.identity.alias.iter().enumerate() {

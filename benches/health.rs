@@ -1,0 +1,421 @@
+//! Benchmark: partner health on a large ledger (5,000 partners, 1,000,000 referrals over 18
+//! months by default), against the cost of one grouped SQL scan of the same referrals.
+//!
+//! Run: `cargo bench --bench health` (options after `--`: `--partners N`, `--referrals N`,
+//! `--dir DIR` to keep the ledger). Prints `name value unit` lines; every timing is the median of
+//! three. The ledger is written directly with SQL (seeded SplitMix64), like an import would
+//! leave it: rows in date order, every column an export fills, four indexes.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use chrono::{Days, NaiveDate};
+use refbridge::health::{self, HealthConfig};
+use refbridge::ledger::Ledger;
+use refbridge_synthetic::Random;
+use rusqlite::{Connection, params};
+
+/// The generated history ends here (and health is computed as of it).
+const AS_OF: (i32, u32, u32) = (2026, 11, 1);
+const HISTORY_DAYS: u64 = 540;
+const NOW: &str = "2026-11-27T06:00:00Z";
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let option = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let partners: u64 = option("--partners").map_or(5_000, |n| n.parse().expect("--partners N"));
+    let referrals: u64 =
+        option("--referrals").map_or(1_000_000, |n| n.parse().expect("--referrals N"));
+    let temporary = tempfile::tempdir().expect("scratch directory");
+    let scratch = match option("--dir") {
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            std::fs::create_dir_all(&dir).expect("--dir");
+            for stale in ["ledger.db", "ledger.db-wal", "ledger.db-shm"] {
+                let _ = std::fs::remove_file(dir.join(stale));
+            }
+            dir
+        }
+        None => temporary.path().to_path_buf(),
+    };
+    let as_of = NaiveDate::from_ymd_opt(AS_OF.0, AS_OF.1, AS_OF.2).unwrap();
+
+    let ledger = Ledger::open(&scratch.join("ledger.db"), Duration::from_secs(10)).expect("ledger");
+    let started = Instant::now();
+    let counts = generate(ledger.connection(), partners, referrals, as_of).expect("generate");
+    eprintln!(
+        "generated {partners} partners, {referrals} referrals, {} activities, {} profiles, {} CRM deals in {:.1?}",
+        counts.activities,
+        counts.profiles,
+        counts.crm_referrals,
+        started.elapsed()
+    );
+    let connection = ledger.connection();
+    connection
+        .execute_batch("ANALYZE; PRAGMA wal_checkpoint(TRUNCATE);")
+        .expect("analyze");
+
+    // (a) The baseline: one grouped scan of every referral, fully stepped.
+    let scan = median(|| {
+        let started = Instant::now();
+        let rows = step_all(
+            connection,
+            "SELECT partner_id, substr(inquiry_date, 1, 7), count(*) FROM referral GROUP BY 1, 2",
+        );
+        assert!(rows > 0);
+        started.elapsed()
+    });
+    // What reading the columns health needs costs: through the view, and from its two halves.
+    let view = median(|| {
+        let started = Instant::now();
+        step_all(
+            connection,
+            "SELECT partner_id, direction, inquiry_date, disposition FROM unified_referral",
+        );
+        started.elapsed()
+    });
+    let direct = median(|| {
+        let started = Instant::now();
+        step_all(
+            connection,
+            "SELECT partner_id, direction, inquiry_date, disposition FROM referral",
+        );
+        step_all(
+            connection,
+            "SELECT partner_id, direction, inquiry_date, disposition FROM crm_referral
+             WHERE referral_id IS NULL AND deleted = 0 AND inquiry_date IS NOT NULL",
+        );
+        started.elapsed()
+    });
+
+    let config = HealthConfig::default();
+    // (b) A first run: no snapshot or run stored before it.
+    let mut scored = 0;
+    let first = median(|| {
+        connection
+            .execute_batch("DELETE FROM health_snapshot; DELETE FROM health_run;")
+            .expect("clear");
+        let started = Instant::now();
+        let refreshed = health::refresh(connection, &config, as_of, NOW).expect("refresh");
+        let elapsed = started.elapsed();
+        assert!(refreshed.recomputed);
+        scored = refreshed.health.len();
+        elapsed
+    });
+    // (c) The same run again, nothing new in the ledger.
+    let second = median(|| {
+        let started = Instant::now();
+        let refreshed = health::refresh(connection, &config, as_of, NOW).expect("refresh");
+        let elapsed = started.elapsed();
+        assert!(!refreshed.recomputed);
+        assert_eq!(refreshed.health.len(), scored);
+        elapsed
+    });
+    let at_risk = connection
+        .query_row(
+            "SELECT count(*) FROM health_snapshot WHERE state = 'at_risk'",
+            [],
+            |row| row.get::<_, i64>(0),
+        )
+        .unwrap();
+
+    println!("health_partners {partners} partners");
+    println!("health_referrals {referrals} referrals");
+    println!("health_partners_scored {scored} partners");
+    println!("health_partners_at_risk {at_risk} partners");
+    println!("health_baseline_scan_seconds {:.3} s", scan.as_secs_f64());
+    println!(
+        "health_unified_view_scan_seconds {:.3} s",
+        view.as_secs_f64()
+    );
+    println!(
+        "health_direct_tables_scan_seconds {:.3} s",
+        direct.as_secs_f64()
+    );
+    println!("health_first_run_seconds {:.3} s", first.as_secs_f64());
+    println!(
+        "health_ratio_vs_scan {:.2} x",
+        first.as_secs_f64() / scan.as_secs_f64()
+    );
+    println!("health_second_run_seconds {:.3} s", second.as_secs_f64());
+    println!(
+        "health_second_run_ratio_vs_first {:.3} x",
+        second.as_secs_f64() / first.as_secs_f64()
+    );
+}
+
+/// The median of three timings.
+fn median(mut run: impl FnMut() -> Duration) -> Duration {
+    let mut times = [run(), run(), run()];
+    times.sort();
+    times[1]
+}
+
+/// Steps through every row of `sql`, reading each column; returns the row count.
+fn step_all(connection: &Connection, sql: &str) -> u64 {
+    let mut statement = connection.prepare(sql).expect("prepare");
+    let columns = statement.column_count();
+    let mut rows = statement.query([]).expect("query");
+    let mut count = 0;
+    while let Some(row) = rows.next().expect("step") {
+        for index in 0..columns {
+            std::hint::black_box(row.get_ref(index).expect("column"));
+        }
+        count += 1;
+    }
+    count
+}
+
+struct Generated {
+    activities: u64,
+    profiles: u64,
+    crm_referrals: u64,
+}
+
+/// How a partner's referral rate moves over the history: (weight in the first 420 days, in the
+/// next 60, in the last 60).
+fn phase_weights(random: &mut Random) -> [f64; 3] {
+    // Heavy-tailed sizes: most partners send a little, a few send a lot.
+    let size = (1.0 / (1.0 - random.unit() * 0.999)).powf(0.8);
+    match random.below(20) {
+        0..=12 => [size, size, size],
+        13 | 14 => [size * 1.3, size * 0.5, size * 0.2],
+        15 => [size, 0.0, 0.0],
+        16 => [0.0, 0.0, size * 3.0],
+        _ => [size * 0.1, size * 0.1, size * 0.1],
+    }
+}
+
+fn generate(
+    connection: &Connection,
+    partners: u64,
+    referrals: u64,
+    as_of: NaiveDate,
+) -> rusqlite::Result<Generated> {
+    const PAYERS: &[&str] = &[
+        "Aetna",
+        "Cigna",
+        "UnitedHealthcare",
+        "BCBS",
+        "Medicaid",
+        "Self-pay",
+    ];
+    const PLANS: &[&str] = &["PPO", "HMO", "EPO", "Medicaid", "self-pay"];
+    const LEVELS: &[&str] = &["3.7", "3.5", "2.1", "2.5", "1", "OTP"];
+    const REASONS: &[&str] = &[
+        "out_of_network",
+        "level_of_care_mismatch",
+        "capacity",
+        "geography",
+    ];
+    const KINDS: &[&str] = &["call", "visit", "meeting", "email", "note"];
+
+    let mut random = Random::new(2026);
+    let first_day = as_of.checked_sub_days(Days::new(HISTORY_DAYS - 1)).unwrap();
+    let transaction = connection.unchecked_transaction()?;
+    connection.execute(
+        "INSERT INTO import_run (file_name, file_path, sha256, size_bytes, started_at, finished_at,
+             rows, outcome)
+         VALUES ('bench.csv', '/bench/bench.csv', 'bench', 0, ?1, ?1, ?2, 'imported')",
+        params![NOW, referrals as i64],
+    )?;
+    let run = connection.last_insert_rowid();
+
+    let mut weights = Vec::with_capacity(partners as usize);
+    {
+        let mut insert = connection.prepare(
+            "INSERT INTO partner (id, name, normalized_name, source_type, origin, created_at, updated_at)
+             VALUES (?1, ?2, lower(?2), ?3, 'ehr', ?4, ?4)",
+        )?;
+        for id in 1..=partners {
+            let kind = [
+                "Hospital",
+                "Family Practice",
+                "Counseling",
+                "Detox Center",
+                "Drug Court",
+            ][(id % 5) as usize];
+            insert.execute(params![
+                id as i64,
+                format!("Partner {id} {kind}"),
+                kind.to_lowercase(),
+                NOW
+            ])?;
+            weights.push(phase_weights(&mut random));
+        }
+    }
+    // Cumulative weights per phase, for drawing the partner of each referral.
+    let cumulative: Vec<Vec<f64>> = (0..3)
+        .map(|phase| {
+            weights
+                .iter()
+                .scan(0.0, |sum, w| {
+                    *sum += w[phase];
+                    Some(*sum)
+                })
+                .collect()
+        })
+        .collect();
+    let draw_partner = |random: &mut Random, phase: usize| -> i64 {
+        let table = &cumulative[phase];
+        let target = random.unit() * table.last().copied().unwrap_or(0.0);
+        table
+            .partition_point(|&sum| sum <= target)
+            .min(table.len() - 1) as i64
+            + 1
+    };
+
+    {
+        let mut insert = connection.prepare(
+            "INSERT INTO referral (source_system, inquiry_id, direction, partner_id,
+                 parent_inquiry_id, inquiry_date, referred_by, rep, payer, plan_type,
+                 level_of_care_scheme, level_of_care_code, disposition, disposition_reason,
+                 admit_date, patient_token, zip3, first_import_run_id, last_import_run_id)
+             VALUES ('ehr', ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'asam3', ?10, ?11, ?12, ?13, ?14,
+                 ?15, ?16, ?16)",
+        )?;
+        for i in 0..referrals {
+            let day_index = i * HISTORY_DAYS / referrals.max(1);
+            let day = first_day.checked_add_days(Days::new(day_index)).unwrap();
+            let phase = match day_index {
+                0..420 => 0,
+                420..480 => 1,
+                _ => 2,
+            };
+            let partner = draw_partner(&mut random, phase);
+            let age = HISTORY_DAYS - 1 - day_index;
+            let outbound = random.below(10) == 0;
+            let roll = random.below(10);
+            let (disposition, reason, admit) = if outbound {
+                (if roll < 5 { "admitted" } else { "pending" }, None, None)
+            } else if age < 10 && roll < 6 {
+                ("pending", None, None)
+            } else {
+                match roll {
+                    0..=3 => ("admitted", None, Some(day.succ_opt().unwrap().to_string())),
+                    4..=6 => ("not_admitted", Some(*random.pick(REASONS)), None),
+                    7 => ("referred_out", Some(*random.pick(REASONS)), None),
+                    _ => ("pending", None, None),
+                }
+            };
+            let inquiry = format!("INQ-{i:08}");
+            let token = format!(
+                "{:016x}{:016x}{:016x}{:016x}",
+                random.next_u64(),
+                random.next_u64(),
+                random.next_u64(),
+                random.next_u64()
+            );
+            insert.execute(params![
+                if outbound {
+                    format!("{inquiry}>partner {partner}")
+                } else {
+                    inquiry.clone()
+                },
+                if outbound { "out" } else { "in" },
+                partner,
+                outbound.then_some(inquiry),
+                day.to_string(),
+                format!("Dr. Referrer {}", partner % 7),
+                format!("Rep {}", partner % 12),
+                *random.pick(PAYERS),
+                *random.pick(PLANS),
+                *random.pick(LEVELS),
+                disposition,
+                reason,
+                admit,
+                token,
+                format!("{:03}", 100 + random.below(800)),
+                run,
+            ])?;
+        }
+    }
+
+    // CRM profiles for 80% of partners (some unowned, some with an inactive owner), activities
+    // for most of those, and deals: most describe an EHR referral, some stand alone.
+    let mut profiles = 0;
+    let mut activities = 0;
+    {
+        let mut profile = connection.prepare(
+            "INSERT INTO partner_profile (partner_id, home_system, home_crm_id, owner_id,
+                 owner_name, owner_active)
+             VALUES (?1, 'salesforce', ?2, ?3, ?4, ?5)",
+        )?;
+        let mut activity = connection.prepare(
+            "INSERT INTO activity (system, crm_id, partner_id, kind, owner_id, at)
+             VALUES ('salesforce', ?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for id in 1..=partners as i64 {
+            if random.below(5) == 0 {
+                continue;
+            }
+            let owner = random.below(12);
+            let (owner_id, active) = match random.below(20) {
+                0 | 1 => (None, None),
+                2 => (Some(format!("005{owner:04}")), Some(0)),
+                _ => (Some(format!("005{owner:04}")), Some(1)),
+            };
+            profile.execute(params![
+                id,
+                format!("001{id:08}"),
+                owner_id,
+                owner_id.as_ref().map(|_| format!("Rep {owner}")),
+                active
+            ])?;
+            profiles += 1;
+            for _ in 0..random.below(50) {
+                activities += 1;
+                let day = first_day
+                    .checked_add_days(Days::new(random.below(HISTORY_DAYS)))
+                    .unwrap();
+                activity.execute(params![
+                    format!("00T{activities:09}"),
+                    id,
+                    *random.pick(KINDS),
+                    owner_id,
+                    format!(
+                        "{day}T{:02}:{:02}:00Z",
+                        8 + random.below(10),
+                        random.below(60)
+                    ),
+                ])?;
+            }
+        }
+    }
+    let mut crm_referrals = 0;
+    {
+        let mut deal = connection.prepare(
+            "INSERT INTO crm_referral (system, crm_id, partner_id, referral_id, inquiry_id,
+                 direction, stage, disposition, inquiry_date)
+             VALUES ('salesforce', ?1, ?2, ?3, ?4, 'in', ?5, ?5, ?6)",
+        )?;
+        for i in 0..(referrals / 50) {
+            let day_index = random.below(HISTORY_DAYS);
+            let day = first_day.checked_add_days(Days::new(day_index)).unwrap();
+            let linked = random.below(4) != 0;
+            let referral_id = linked.then(|| 1 + random.below(referrals.max(1)) as i64);
+            let partner = draw_partner(&mut random, (day_index * 3 / HISTORY_DAYS) as usize);
+            let disposition = ["admitted", "not_admitted", "pending"][random.below(3) as usize];
+            deal.execute(params![
+                format!("006{i:09}"),
+                partner,
+                referral_id,
+                format!("CRM-{i:08}"),
+                disposition,
+                day.to_string()
+            ])?;
+            crm_referrals += 1;
+        }
+    }
+    transaction.commit()?;
+    Ok(Generated {
+        activities,
+        profiles,
+        crm_referrals,
+    })
+}
