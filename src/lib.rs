@@ -8,6 +8,7 @@
 //! - [`partners`]: partner identity from referral-source names (NPI, normalized name, aliases).
 //! - [`import`]: EHR exports into the ledger (file hash, batches, quarantine, inbox).
 //! - [`status`]: the `status` report.
+//! - [`routing`]: refer-out routing: up to three partners that fit a patient we cannot admit.
 //! - [`sync`]: `sync --once`: CRM streams into the ledger, the outbox out to the CRM.
 //! - [`sandbox`]: `refbridge sandbox`, both CRM sandboxes on one synthetic world.
 //! - [`telemetry`]: logging setup.
@@ -18,6 +19,7 @@ pub mod config;
 pub mod import;
 pub mod ledger;
 pub mod partners;
+pub mod routing;
 pub mod sandbox;
 pub mod status;
 pub mod sync;

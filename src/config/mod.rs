@@ -18,6 +18,7 @@ use refbridge_model::{LevelOfCare, Npi};
 use refbridge_salesforce::{SalesforceConfig, SalesforceSecrets, SecretKind};
 use serde::Deserialize;
 
+use crate::routing::RoutingConfig;
 use locate::Locator;
 pub use secret::Secret;
 
@@ -31,6 +32,9 @@ pub struct Config {
     pub connectors: ConnectorsConfig,
     #[serde(default)]
     pub identity: IdentityConfig,
+    /// `[routing]`: refer-out suggestions (see `crate::routing`).
+    #[serde(default)]
+    pub routing: RoutingConfig,
 }
 
 /// `[ledger]`
@@ -310,6 +314,9 @@ impl Config {
             for (below, message) in hubspot.problems() {
                 problems.add_below(&["connectors", "hubspot"], &below, &message);
             }
+        }
+        for (below, message) in self.routing.problems() {
+            problems.add_below(&["routing"], &below, &message);
         }
         let mut alias_owner: HashMap<String, usize> = HashMap::new();
         for (index, alias) in self.identity.alias.iter().enumerate() {
