@@ -14,6 +14,7 @@
 //! - [`outbox`]: conditions → alerts and task intents (create/update/close, budget, snoozes,
 //!   circuit breaker); `plan` is the same run rolled back.
 //! - [`cycle`]: one whole cycle (`sync --once`): pull, import, identity, health, rules, push.
+//! - [`routing`]: refer-out routing: up to three partners that fit a patient we cannot admit.
 //! - [`sandbox`]: `refbridge sandbox`, both CRM sandboxes on one synthetic world.
 //! - [`telemetry`]: logging setup.
 //!
@@ -27,6 +28,7 @@ pub mod ledger;
 pub mod outbox;
 pub mod partners;
 pub mod rules;
+pub mod routing;
 pub mod sandbox;
 pub mod status;
 pub mod sync;

@@ -119,6 +119,26 @@ enum Command {
         #[arg(long, value_name = "YYYY-MM-DD")]
         as_of: Option<NaiveDate>,
     },
+    /// Suggest up to three partners that fit a patient we cannot admit, ranked by fit to the
+    /// patient only (payer, level of care, area, preference, acceptance), with the reasons.
+    #[command(group(clap::ArgGroup::new("criteria").required(true).multiple(true)))]
+    Route {
+        /// The refbridge config file (TOML).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// The patient's payer; only partners in network with it are suggested.
+        #[arg(long, value_name = "P", group = "criteria")]
+        payer: Option<String>,
+        /// The level of care needed (ASAM: 3.5, "ASAM 3.7", 3.7-WM, OTP …); required of partners.
+        #[arg(long, value_name = "L", group = "criteria")]
+        level_of_care: Option<String>,
+        /// The patient's ZIP3; nearer partners rank first.
+        #[arg(long, value_name = "Z", group = "criteria")]
+        zip3: Option<String>,
+        /// Print the answer as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run local Salesforce and HubSpot sandboxes seeded with one synthetic facility; prints one
     /// JSON line with their URLs and ready-to-use credentials, then serves until Ctrl-C/SIGTERM.
     Sandbox {
@@ -421,6 +441,49 @@ fn run(command: Command) -> Result<(), Failure> {
                 }
             })?;
             print!("{text}");
+            Ok(())
+        }
+        Command::Route {
+            config,
+            payer,
+            level_of_care,
+            zip3,
+            json,
+        } => {
+            use refbridge::routing::{RouteRequest, RoutingError};
+            let request = RouteRequest {
+                payer,
+                level_of_care,
+                zip3,
+            };
+            let input_error = |error: RoutingError| match error {
+                RoutingError::UnknownLevelOfCare => anyhow::anyhow!("--level-of-care: {error}"),
+                RoutingError::InvalidZip3 => anyhow::anyhow!("--zip3: {error}"),
+                other => other.into(),
+            };
+            // A bad request is a usage error even when the ledger is missing.
+            refbridge::routing::check_request(&request)
+                .map_err(|error| Failure::Usage(input_error(error)))?;
+            let loaded = load_config(&config)?;
+            let settings = &loaded.config.ledger;
+            let ledger = Ledger::open_existing(
+                &settings.path,
+                Duration::from_secs(settings.busy_timeout_seconds),
+            )?;
+            let answer =
+                refbridge::routing::route(ledger.connection(), &loaded.config.routing, &request)
+                    .map_err(|error| match error.is_input() {
+                        true => Failure::Usage(input_error(error)),
+                        false => Failure::Runtime(error.into()),
+                    })?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string(&answer).context("cannot encode the answer")?
+                );
+            } else {
+                print!("{}", answer.to_text());
+            }
             Ok(())
         }
         Command::Status { config, json } => {

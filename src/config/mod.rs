@@ -18,6 +18,7 @@ use refbridge_model::{LevelOfCare, Npi};
 use refbridge_salesforce::{SalesforceConfig, SalesforceSecrets, SecretKind};
 use serde::Deserialize;
 
+use crate::routing::RoutingConfig;
 use locate::Locator;
 pub use secret::Secret;
 
@@ -38,6 +39,9 @@ pub struct Config {
     /// `[health]`: see `crate::health::HealthConfig`.
     #[serde(default)]
     pub health: crate::health::HealthConfig,
+    /// `[routing]`: refer-out suggestions (see `crate::routing`).
+    #[serde(default)]
+    pub routing: RoutingConfig,
 }
 
 /// `[ledger]`
@@ -326,6 +330,9 @@ impl Config {
         }
         for (below, message) in self.health.problems() {
             problems.add_below(&["health"], &below, &message);
+        }
+        for (below, message) in self.routing.problems() {
+            problems.add_below(&["routing"], &below, &message);
         }
         let mut alias_owner: HashMap<String, usize> = HashMap::new();
         for (index, alias) in self.identity.alias.iter().enumerate() {
