@@ -5,7 +5,9 @@
 //! # Layout
 //! - [`config`]: the TOML model, validation with `line:column`, secrets from files.
 //! - [`ledger`]: the SQLite referral ledger (WAL, migrations, mode 0600) and its statements.
-//! - [`partners`]: partner identity from referral-source names (NPI, normalized name, aliases).
+//! - [`partners`]: partner identity from referral-source names at import (NPI, name, aliases).
+//! - [`identity`]: identity resolution: every source record clustered into partners, merges and
+//!   splits from config, uncertain matches as suggestions, partner profiles, CRM referrals.
 //! - [`import`]: EHR exports into the ledger (file hash, batches, quarantine, inbox).
 //! - [`status`]: the `status` report.
 //! - [`sync`]: `sync --once`: CRM streams into the ledger, the outbox out to the CRM.
@@ -15,6 +17,7 @@
 //! Connectors live in their own crates under `connectors/` and never touch the ledger.
 
 pub mod config;
+pub mod identity;
 pub mod import;
 pub mod ledger;
 pub mod partners;
