@@ -178,9 +178,14 @@ impl<'c> ReferralWriter<'c> {
             )?,
             // A value the new record leaves empty never erases a stored one: exports differ in
             // what they carry (a FHIR request has no rep, a CSV row no ASAM coding). The
-            // disposition and its reason always move together.
+            // disposition and its reason always move together. The spelling moves with the partner:
+            // a re-read naming the same partner by another spelling changes nothing, one naming
+            // another partner moves both.
             update: connection.prepare(
-                "UPDATE referral SET partner_id = COALESCE(?4, partner_id),
+                "UPDATE referral SET
+                     partner_source_record_id = CASE WHEN ?4 IS NOT NULL AND partner_id IS NOT ?4
+                         THEN ?19 ELSE COALESCE(partner_source_record_id, ?19) END,
+                     partner_id = COALESCE(?4, partner_id),
                      parent_inquiry_id = COALESCE(?5, parent_inquiry_id), inquiry_date = ?6,
                      referred_by = COALESCE(?7, referred_by), rep = COALESCE(?8, rep),
                      payer = COALESCE(?9, payer), plan_type = COALESCE(?10, plan_type),
@@ -188,11 +193,10 @@ impl<'c> ReferralWriter<'c> {
                      level_of_care_code = COALESCE(?12, level_of_care_code), disposition = ?13,
                      disposition_reason = ?14, admit_date = COALESCE(?15, admit_date),
                      patient_token = COALESCE(?16, patient_token), zip3 = COALESCE(?17, zip3),
-                     last_import_run_id = ?18,
-                     partner_source_record_id = COALESCE(?19, partner_source_record_id)
+                     last_import_run_id = ?18
                  WHERE source_system = ?1 AND inquiry_id = ?2 AND direction = ?3
                    AND ((?4 IS NOT NULL AND partner_id IS NOT ?4)
-                     OR (?19 IS NOT NULL AND partner_source_record_id IS NOT ?19)
+                     OR (?19 IS NOT NULL AND partner_source_record_id IS NULL)
                      OR (?5 IS NOT NULL AND parent_inquiry_id IS NOT ?5) OR inquiry_date IS NOT ?6
                      OR (?7 IS NOT NULL AND referred_by IS NOT ?7) OR (?8 IS NOT NULL AND rep IS NOT ?8)
                      OR (?9 IS NOT NULL AND payer IS NOT ?9) OR (?10 IS NOT NULL AND plan_type IS NOT ?10)
