@@ -438,11 +438,11 @@ impl BatchWriter<'_> {
     }
 
     fn store_referral(&mut self, referral: Referral) -> rusqlite::Result<()> {
-        let partner_id = match &referral.partner {
+        let partner = match &referral.partner {
             Some(partner) => Some(self.resolver.resolve(self.connection, partner, self.now)?),
             None => None,
         };
-        self.referrals.upsert(&referral, partner_id)
+        self.referrals.upsert(&referral, partner)
     }
 
     /// Adds the referral counts to the run's.

@@ -5,7 +5,9 @@
 //! # Layout
 //! - [`config`]: the TOML model, validation with `line:column`, secrets from files.
 //! - [`ledger`]: the SQLite referral ledger (WAL, migrations, mode 0600) and its statements.
-//! - [`partners`]: partner identity from referral-source names (NPI, normalized name, aliases).
+//! - [`partners`]: partner identity from referral-source names at import (NPI, name, aliases).
+//! - [`identity`]: identity resolution: every source record clustered into partners, merges and
+//!   splits from config, uncertain matches as suggestions, partner profiles, CRM referrals.
 //! - [`import`]: EHR exports into the ledger (file hash, batches, quarantine, inbox).
 //! - [`health`]: partner health (score, components with reasons, snapshots) and `refbridge health`.
 //! - [`status`]: the `status` report.
@@ -23,6 +25,7 @@
 pub mod config;
 pub mod cycle;
 pub mod health;
+pub mod identity;
 pub mod import;
 pub mod ledger;
 pub mod outbox;

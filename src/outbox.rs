@@ -268,14 +268,14 @@ pub fn reconcile(
             tripped: false,
         },
     };
-    let (retries, refused): (u64, u64) = connection.query_row(
+    let (retries, refused): (i64, i64) = connection.query_row(
         "SELECT count(*) FILTER (WHERE status = 'pending'), count(*) FILTER (WHERE status = 'permanent')
          FROM outbox",
         [],
         |row| Ok((row.get(0)?, row.get(1)?)),
     )?;
-    plan.retries = retries;
-    plan.refused = refused;
+    plan.retries = retries as u64;
+    plan.refused = refused as u64;
     let mut alerts = load_live_alerts(connection)?;
     plan.breaker.open_tasks = alerts.values().filter(|a| a.state == "open").count() as u64;
     let answered = answered_keys(connection)?;

@@ -1,10 +1,14 @@
-//! Partners from referral-source names: one partner, many spellings.
+//! Partners from referral-source names at import time: one partner, many spellings.
 //!
-//! A name from an export resolves to a partner by NPI (when present and valid), else by its
-//! normalized name (case, punctuation, suffixes such as Inc/LLC, honorifics, and abbreviations
-//! such as Hosp → Hospital), else by a configured `[[identity.alias]]`; otherwise it becomes a new
-//! partner known only from the EHR. Each spelling is kept as a source record with how it matched.
-//! Fuzzy matching and merges of existing partners are not done here.
+//! A name from an export resolves to a partner by its spelling's existing source record, else by
+//! NPI (when present and valid), else by its normalized name (case, punctuation, suffixes such as
+//! Inc/LLC, honorifics, and abbreviations such as Hosp → Hospital), else by a configured
+//! `[[identity.alias]]`; otherwise it becomes a new partner known only from the EHR. Each spelling
+//! (name and NPI together: see [`ehr_external_key`]) is kept as a source record with how it
+//! matched, and every referral points at its spelling's record. This is the fast, exact matching a
+//! million-row import can afford (one hash lookup per row); it must not merge or move partners:
+//! fuzzy evidence, CRM records, merges and splits belong to [`crate::identity`], which re-clusters
+//! every source record after each cycle.
 
 use std::collections::HashMap;
 
@@ -123,6 +127,30 @@ impl MatchMethod {
     }
 }
 
+/// The source-record key of an EHR spelling: the name as written, and the NPI it came with
+/// (`"Mercy Hospital [NPI 1234567893]"`). One name given with two NPIs names two providers, so
+/// the NPI is part of the key; config references (`ehr:<key>`) use the same text.
+pub fn ehr_external_key(raw_name: &str, npi: Option<&Npi>) -> String {
+    match npi {
+        Some(npi) => format!("{raw_name} [NPI {npi}]"),
+        None => raw_name.to_string(),
+    }
+}
+
+/// The NPI an EHR spelling's key carries, if any (the inverse of [`ehr_external_key`]).
+pub fn npi_of_ehr_key(key: &str) -> Option<Npi> {
+    let inner = key.strip_suffix(']')?;
+    let (_, npi) = inner.rsplit_once(" [NPI ")?;
+    Npi::parse(npi).ok()
+}
+
+/// Where a spelling resolved to: the partner, and the spelling's source record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resolved {
+    pub partner_id: i64,
+    pub source_record_id: i64,
+}
+
 /// Resolves partner names to partner ids, keeping an in-memory index of the ledger's partners so
 /// that a million-row import costs one hash lookup per row.
 pub struct PartnerResolver {
@@ -132,13 +160,16 @@ pub struct PartnerResolver {
     npi_of: HashMap<i64, Option<String>>,
     aliases: Vec<AliasConfig>,
     alias_by_name: HashMap<String, usize>,
-    /// Raw spellings already resolved in this process: name → [(npi, partner)].
-    resolved: HashMap<String, Vec<(Option<Npi>, i64)>>,
+    /// Source records of this system already in the ledger: key → where it resolves.
+    by_key: HashMap<String, Resolved>,
+    /// Raw spellings already resolved in this process: name → [(npi, resolved)].
+    resolved: HashMap<String, Vec<(Option<Npi>, Resolved)>>,
     pub partners_created: u64,
 }
 
 impl PartnerResolver {
-    /// Loads the partner index from the ledger for names coming from `system` (e.g. `ehr`).
+    /// Loads the partner index from the ledger for names coming from `system` (e.g. `ehr`). A
+    /// partner that identity resolution merged into another stands for the one it went to.
     pub fn load(
         connection: &Connection,
         system: &'static str,
@@ -151,23 +182,40 @@ impl PartnerResolver {
             npi_of: HashMap::new(),
             aliases: aliases.to_vec(),
             alias_by_name: HashMap::new(),
+            by_key: HashMap::new(),
             resolved: HashMap::new(),
             partners_created: 0,
         };
-        for partner in store::load_partners(connection)? {
-            if let Some(npi) = &partner.npi {
-                resolver.by_npi.insert(npi.clone(), partner.id);
+        let partners = store::load_partners(connection)?;
+        for partner in &partners {
+            if partner.merged_into.is_none() {
+                resolver.npi_of.insert(partner.id, partner.npi.clone());
+            }
+        }
+        for partner in partners {
+            let live = partner.merged_into.unwrap_or(partner.id);
+            if let Some(npi) = partner.npi {
+                resolver.by_npi.insert(npi, live);
             }
             resolver
                 .by_name
                 .entry(partner.normalized_name)
-                .or_insert(partner.id);
-            resolver.npi_of.insert(partner.id, partner.npi);
+                .or_insert(live);
         }
-        for (normalized_name, partner_id) in store::load_source_record_names(connection)? {
+        for record in store::load_source_records(connection)? {
+            let partner_id = record.live_partner_id;
+            if record.system == system {
+                resolver.by_key.insert(
+                    record.external_key,
+                    Resolved {
+                        partner_id,
+                        source_record_id: record.id,
+                    },
+                );
+            }
             resolver
                 .by_name
-                .entry(normalized_name)
+                .entry(record.normalized_name)
                 .or_insert(partner_id);
         }
         for (index, alias) in aliases.iter().enumerate() {
@@ -178,19 +226,41 @@ impl PartnerResolver {
         Ok(resolver)
     }
 
-    /// The partner `reference` names, creating it (and recording the spelling) when needed.
+    /// The partner `reference` names and its spelling's source record, creating either when
+    /// needed. A spelling seen before keeps the partner identity resolution gave it.
     pub fn resolve(
         &mut self,
         connection: &Connection,
         reference: &PartnerRef,
         now: &str,
-    ) -> rusqlite::Result<i64> {
+    ) -> rusqlite::Result<Resolved> {
         let raw = reference.name.trim();
         if let Some(known) = self.resolved.get(raw)
-            && let Some((_, id)) = known.iter().find(|(npi, _)| *npi == reference.npi)
+            && let Some((_, resolved)) = known.iter().find(|(npi, _)| *npi == reference.npi)
         {
-            return Ok(*id);
+            return Ok(*resolved);
         }
+        let key = ehr_external_key(raw, reference.npi.as_ref());
+        let resolved = match self.by_key.get(&key) {
+            Some(resolved) => *resolved,
+            None => self.first_seen(connection, reference, raw, &key, now)?,
+        };
+        self.resolved
+            .entry(raw.to_string())
+            .or_default()
+            .push((reference.npi, resolved));
+        Ok(resolved)
+    }
+
+    /// A spelling the ledger does not hold yet: match it, complete its partner, record it.
+    fn first_seen(
+        &mut self,
+        connection: &Connection,
+        reference: &PartnerRef,
+        raw: &str,
+        key: &str,
+        now: &str,
+    ) -> rusqlite::Result<Resolved> {
         let normalized = normalize_name(raw);
         let npi = reference.npi.map(|npi| npi.to_string());
         let source_type = reference.source_type.as_deref();
@@ -205,14 +275,16 @@ impl PartnerResolver {
         store::complete_partner(connection, partner_id, npi.as_deref(), source_type, now)?;
         if let Some(npi) = &npi {
             self.by_npi.entry(npi.clone()).or_insert(partner_id);
-            self.npi_of.insert(partner_id, Some(npi.clone()));
+            if matches!(self.npi_of.get(&partner_id), Some(None) | None) {
+                self.npi_of.insert(partner_id, Some(npi.clone()));
+            }
         }
-        store::insert_source_record(
+        let source_record_id = store::insert_source_record(
             connection,
             &NewSourceRecord {
                 partner_id,
                 system: self.system,
-                external_key: raw,
+                external_key: key,
                 raw_name: raw,
                 normalized_name: &normalized,
                 match_method: method.as_str(),
@@ -221,11 +293,12 @@ impl PartnerResolver {
             now,
         )?;
         self.by_name.entry(normalized).or_insert(partner_id);
-        self.resolved
-            .entry(raw.to_string())
-            .or_default()
-            .push((reference.npi, partner_id));
-        Ok(partner_id)
+        let resolved = Resolved {
+            partner_id,
+            source_record_id,
+        };
+        self.by_key.insert(key.to_string(), resolved);
+        Ok(resolved)
     }
 
     fn match_or_create(

@@ -112,6 +112,29 @@ pub struct IdentityConfig {
     /// `[[identity.alias]]`: names that mean a given partner.
     #[serde(default)]
     pub alias: Vec<AliasConfig>,
+    /// `[[identity.merge]]`: records that are one partner, whatever the evidence says.
+    #[serde(default)]
+    pub merge: Vec<MergeConfig>,
+    /// `[[identity.split]]`: records that are a partner of their own, whatever the evidence says.
+    #[serde(default)]
+    pub split: Vec<SplitConfig>,
+}
+
+/// One `[[identity.merge]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MergeConfig {
+    /// Two or more `system:key` references (`ehr:<spelling>`, `salesforce:<Account Id>`,
+    /// `hubspot:<company id>`).
+    pub records: Vec<String>,
+}
+
+/// One `[[identity.split]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitConfig {
+    /// A `system:key` reference.
+    pub record: String,
 }
 
 /// One `[[identity.alias]]` entry.
@@ -334,6 +357,7 @@ impl Config {
         for (below, message) in self.routing.problems() {
             problems.add_below(&["routing"], &below, &message);
         }
+        self.validate_identity_overrides(problems);
         let mut alias_owner: HashMap<String, usize> = HashMap::new();
         for (index, alias) in self.identity.alias.iter().enumerate() {
             let at = index.to_string();
@@ -365,6 +389,66 @@ impl Config {
                             "{name:?} is also an alias of identity.alias[{other}]; a name can mean only one partner"
                         ),
                     );
+                }
+            }
+        }
+    }
+
+    /// `[[identity.merge]]` and `[[identity.split]]`: well-formed references, and no record
+    /// claimed twice (by two merges, or by a merge and a split).
+    fn validate_identity_overrides(&self, problems: &mut Problems<'_>) {
+        use crate::identity::RecordRef;
+        // reference → where it was first named
+        let mut claimed: HashMap<RecordRef, String> = HashMap::new();
+        for (index, merge) in self.identity.merge.iter().enumerate() {
+            let at = index.to_string();
+            let path = ["identity", "merge", at.as_str(), "records"];
+            let mut distinct = Vec::new();
+            for text in &merge.records {
+                match RecordRef::parse(text) {
+                    Err(message) => problems.add(&path, &format!("{text:?}: {message}")),
+                    Ok(reference) if distinct.contains(&reference) => {
+                        problems.add(&path, &format!("{text:?} is listed twice"))
+                    }
+                    Ok(reference) => {
+                        if let Some(other) = claimed.get(&reference) {
+                            problems.add(
+                                &path,
+                                &format!(
+                                    "{text:?} is also in {other}; a record can be merged only once (put the records in one merge)"
+                                ),
+                            );
+                        } else {
+                            claimed.insert(reference.clone(), format!("identity.merge[{index}]"));
+                        }
+                        distinct.push(reference);
+                    }
+                }
+            }
+            if merge.records.len() < 2 {
+                problems.add(
+                    &path,
+                    "list at least two records (`system:key`) that are one partner",
+                );
+            }
+        }
+        for (index, split) in self.identity.split.iter().enumerate() {
+            let at = index.to_string();
+            let path = ["identity", "split", at.as_str(), "record"];
+            match RecordRef::parse(&split.record) {
+                Err(message) => problems.add(&path, &format!("{:?}: {message}", split.record)),
+                Ok(reference) => {
+                    if let Some(other) = claimed.get(&reference) {
+                        problems.add(
+                            &path,
+                            &format!(
+                                "{:?} is also in {other}; a record cannot be both merged and split",
+                                split.record
+                            ),
+                        );
+                    } else {
+                        claimed.insert(reference, format!("identity.split[{index}]"));
+                    }
                 }
             }
         }

@@ -363,4 +363,27 @@ CREATE TABLE alert (
 CREATE INDEX alert_state ON alert(state, rule, partner_id);
 "#,
     ),
+    (
+        4,
+        "CRM referrals that repeat another CRM's referral of the same inquiry",
+        r#"
+-- Both CRMs may hold a deal for one inquiry. When no EHR referral describes it, the lowest-id CRM
+-- row stands for the inquiry and the others point at it, so that every referral is counted once.
+ALTER TABLE crm_referral ADD COLUMN duplicate_of INTEGER REFERENCES crm_referral(id);
+
+DROP VIEW unified_referral;
+CREATE VIEW unified_referral AS
+    SELECT id AS referral_id, NULL AS crm_referral_id, partner_id, direction, inquiry_id,
+           parent_inquiry_id, inquiry_date, disposition, disposition_reason, payer, plan_type,
+           level_of_care_code AS level_of_care, zip3
+    FROM referral
+    UNION ALL
+    SELECT NULL, id, partner_id, direction, inquiry_id, parent_inquiry_id, inquiry_date,
+           COALESCE(disposition, 'pending'), disposition_reason, payer, plan_type, level_of_care,
+           NULL
+    FROM crm_referral
+    WHERE referral_id IS NULL AND duplicate_of IS NULL AND deleted = 0
+      AND inquiry_date IS NOT NULL;
+"#,
+    ),
 ];

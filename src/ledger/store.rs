@@ -4,6 +4,8 @@ use rusqlite::{Connection, OptionalExtension, Statement, params};
 
 use refbridge_model::{Problem, Referral};
 
+use crate::partners::Resolved;
+
 /// The per-file figures an import run records.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RunCounts {
@@ -170,15 +172,20 @@ impl<'c> ReferralWriter<'c> {
                 "INSERT INTO referral (source_system, inquiry_id, direction, partner_id, parent_inquiry_id,
                      inquiry_date, referred_by, rep, payer, plan_type, level_of_care_scheme,
                      level_of_care_code, disposition, disposition_reason, admit_date, patient_token, zip3,
-                     first_import_run_id, last_import_run_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?18)
+                     first_import_run_id, last_import_run_id, partner_source_record_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?18, ?19)
                  ON CONFLICT (source_system, inquiry_id, direction) DO NOTHING",
             )?,
             // A value the new record leaves empty never erases a stored one: exports differ in
             // what they carry (a FHIR request has no rep, a CSV row no ASAM coding). The
-            // disposition and its reason always move together.
+            // disposition and its reason always move together. The spelling moves with the partner:
+            // a re-read naming the same partner by another spelling changes nothing, one naming
+            // another partner moves both.
             update: connection.prepare(
-                "UPDATE referral SET partner_id = COALESCE(?4, partner_id),
+                "UPDATE referral SET
+                     partner_source_record_id = CASE WHEN ?4 IS NOT NULL AND partner_id IS NOT ?4
+                         THEN ?19 ELSE COALESCE(partner_source_record_id, ?19) END,
+                     partner_id = COALESCE(?4, partner_id),
                      parent_inquiry_id = COALESCE(?5, parent_inquiry_id), inquiry_date = ?6,
                      referred_by = COALESCE(?7, referred_by), rep = COALESCE(?8, rep),
                      payer = COALESCE(?9, payer), plan_type = COALESCE(?10, plan_type),
@@ -189,6 +196,7 @@ impl<'c> ReferralWriter<'c> {
                      last_import_run_id = ?18
                  WHERE source_system = ?1 AND inquiry_id = ?2 AND direction = ?3
                    AND ((?4 IS NOT NULL AND partner_id IS NOT ?4)
+                     OR (?19 IS NOT NULL AND partner_source_record_id IS NULL)
                      OR (?5 IS NOT NULL AND parent_inquiry_id IS NOT ?5) OR inquiry_date IS NOT ?6
                      OR (?7 IS NOT NULL AND referred_by IS NOT ?7) OR (?8 IS NOT NULL AND rep IS NOT ?8)
                      OR (?9 IS NOT NULL AND payer IS NOT ?9) OR (?10 IS NOT NULL AND plan_type IS NOT ?10)
@@ -203,13 +211,17 @@ impl<'c> ReferralWriter<'c> {
         })
     }
 
-    /// Stores one referral.
-    pub fn upsert(&mut self, referral: &Referral, partner_id: Option<i64>) -> rusqlite::Result<()> {
+    /// Stores one referral, named by `partner` (its partner and spelling), if it names one.
+    pub fn upsert(
+        &mut self,
+        referral: &Referral,
+        partner: Option<Resolved>,
+    ) -> rusqlite::Result<()> {
         bind_referral(
             &mut self.insert,
             self.source_system,
             referral,
-            partner_id,
+            partner,
             self.run_id,
         )?;
         if self.insert.raw_execute()? == 1 {
@@ -220,7 +232,7 @@ impl<'c> ReferralWriter<'c> {
             &mut self.update,
             self.source_system,
             referral,
-            partner_id,
+            partner,
             self.run_id,
         )?;
         if self.update.raw_execute()? == 1 {
@@ -237,12 +249,12 @@ impl<'c> ReferralWriter<'c> {
     }
 }
 
-/// Binds one referral's values to parameters 1 to 18.
+/// Binds one referral's values to parameters 1 to 19.
 fn bind_referral(
     statement: &mut Statement<'_>,
     source_system: &str,
     referral: &Referral,
-    partner_id: Option<i64>,
+    partner: Option<Resolved>,
     run_id: i64,
 ) -> rusqlite::Result<()> {
     let mut inquiry_date = [0u8; 10];
@@ -250,7 +262,7 @@ fn bind_referral(
     statement.raw_bind_parameter(1, source_system)?;
     statement.raw_bind_parameter(2, &referral.inquiry_id)?;
     statement.raw_bind_parameter(3, referral.direction.as_str())?;
-    statement.raw_bind_parameter(4, partner_id)?;
+    statement.raw_bind_parameter(4, partner.map(|p| p.partner_id))?;
     statement.raw_bind_parameter(5, &referral.parent_inquiry_id)?;
     statement.raw_bind_parameter(6, iso_date(referral.inquiry_date, &mut inquiry_date))?;
     statement.raw_bind_parameter(7, &referral.referred_by)?;
@@ -282,6 +294,7 @@ fn bind_referral(
     statement.raw_bind_parameter(16, referral.patient.as_ref().map(|token| token.as_str()))?;
     statement.raw_bind_parameter(17, &referral.zip3)?;
     statement.raw_bind_parameter(18, run_id)?;
+    statement.raw_bind_parameter(19, partner.map(|p| p.source_record_id))?;
     Ok(())
 }
 
@@ -308,30 +321,55 @@ fn iso_date(date: chrono::NaiveDate, buffer: &mut [u8; 10]) -> &str {
     std::str::from_utf8(buffer).expect("ASCII digits")
 }
 
-/// A partner row as identity resolution needs it.
+/// A partner row as the import's partner index needs it.
 pub struct PartnerRow {
     pub id: i64,
     pub normalized_name: String,
     pub npi: Option<String>,
+    /// The partner identity resolution merged this one into, if any.
+    pub merged_into: Option<i64>,
 }
 
 pub fn load_partners(connection: &Connection) -> rusqlite::Result<Vec<PartnerRow>> {
-    let mut statement = connection.prepare("SELECT id, normalized_name, npi FROM partner")?;
+    let mut statement =
+        connection.prepare("SELECT id, normalized_name, npi, merged_into FROM partner ORDER BY id")?;
     let rows = statement.query_map([], |row| {
         Ok(PartnerRow {
             id: row.get(0)?,
             normalized_name: row.get(1)?,
             npi: row.get(2)?,
+            merged_into: row.get(3)?,
         })
     })?;
     rows.collect()
 }
 
-/// (normalized name, partner id) of every source record: every spelling already matched.
-pub fn load_source_record_names(connection: &Connection) -> rusqlite::Result<Vec<(String, i64)>> {
-    let mut statement =
-        connection.prepare("SELECT normalized_name, partner_id FROM partner_source_record")?;
-    let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+/// A source record as the import's partner index needs it.
+pub struct SourceRecordRow {
+    pub id: i64,
+    pub system: String,
+    pub external_key: String,
+    pub normalized_name: String,
+    /// Its partner, or the partner that one was merged into.
+    pub live_partner_id: i64,
+}
+
+/// Every source record (every spelling and CRM record already matched), oldest first.
+pub fn load_source_records(connection: &Connection) -> rusqlite::Result<Vec<SourceRecordRow>> {
+    let mut statement = connection.prepare(
+        "SELECT s.id, s.system, s.external_key, s.normalized_name, COALESCE(p.merged_into, p.id)
+         FROM partner_source_record s JOIN partner p ON p.id = s.partner_id
+         ORDER BY s.id",
+    )?;
+    let rows = statement.query_map([], |row| {
+        Ok(SourceRecordRow {
+            id: row.get(0)?,
+            system: row.get(1)?,
+            external_key: row.get(2)?,
+            normalized_name: row.get(3)?,
+            live_partner_id: row.get(4)?,
+        })
+    })?;
     rows.collect()
 }
 
@@ -392,27 +430,40 @@ pub struct NewSourceRecord<'a> {
     pub confidence: f64,
 }
 
+/// Stores a new source record and returns its id (the existing one's when the key is known).
 pub fn insert_source_record(
     connection: &Connection,
     record: &NewSourceRecord<'_>,
     now: &str,
-) -> rusqlite::Result<()> {
-    connection
+) -> rusqlite::Result<i64> {
+    let inserted = connection
         .prepare_cached(
             "INSERT INTO partner_source_record (partner_id, system, external_key, raw_name,
                  normalized_name, match_method, confidence, first_seen_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-             ON CONFLICT (system, external_key) DO NOTHING",
+             ON CONFLICT (system, external_key) DO NOTHING
+             RETURNING id",
         )?
-        .execute(params![
-            record.partner_id,
-            record.system,
-            record.external_key,
-            record.raw_name,
-            record.normalized_name,
-            record.match_method,
-            record.confidence,
-            now
-        ])?;
-    Ok(())
+        .query_row(
+            params![
+                record.partner_id,
+                record.system,
+                record.external_key,
+                record.raw_name,
+                record.normalized_name,
+                record.match_method,
+                record.confidence,
+                now
+            ],
+            |row| row.get(0),
+        )
+        .optional()?;
+    match inserted {
+        Some(id) => Ok(id),
+        None => connection
+            .prepare_cached(
+                "SELECT id FROM partner_source_record WHERE system = ?1 AND external_key = ?2",
+            )?
+            .query_row(params![record.system, record.external_key], |row| row.get(0)),
+    }
 }

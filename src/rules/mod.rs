@@ -549,3 +549,6 @@ fn refer_out_rule(config: &RulesConfig, inputs: &RuleInputs<'_>, conditions: &mu
         });
     }
 }
+
+#[cfg(test)]
+mod tests;
