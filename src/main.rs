@@ -14,14 +14,14 @@ use refbridge_synthetic::Scale;
 use refbridge_synthetic::faults::FaultPlan;
 
 use refbridge::config::{Config, LoadedConfig};
+use refbridge::cycle::{CycleError, CycleOptions, CycleReport, EvaluateError, evaluate, run_cycle};
 use refbridge::import::{ImportReport, Importer, Outcome};
 use refbridge::ledger::Ledger;
+use refbridge::outbox::Plan;
 use refbridge::sandbox::SandboxRequest;
 use refbridge::status::Status;
-use refbridge::telemetry::{self, LogFormat};
-use refbridge::cycle::{CycleError, CycleOptions, CycleReport, EvaluateError, evaluate, run_cycle};
-use refbridge::outbox::Plan;
 use refbridge::sync::CrmClient;
+use refbridge::telemetry::{self, LogFormat};
 
 /// Keeps a behavioral-health facility's referral relationships healthy: EHR exports and CRMs
 /// into one referral ledger.
@@ -248,7 +248,8 @@ fn run(command: Command) -> Result<(), Failure> {
             allow_mass_change,
         } => {
             let loaded = load_config(&config)?;
-            let clients = CrmClient::all(&loaded).map_err(|error| Failure::Usage(anyhow::anyhow!(error)))?;
+            let clients =
+                CrmClient::all(&loaded).map_err(|error| Failure::Usage(anyhow::anyhow!(error)))?;
             if clients.is_empty() && loaded.config.connectors.ehr.is_none() {
                 return Err(Failure::Usage(anyhow::anyhow!(
                     "nothing to sync: {} configures no connector ([connectors.salesforce], [connectors.hubspot] or [connectors.ehr])",
@@ -288,7 +289,8 @@ fn run(command: Command) -> Result<(), Failure> {
         }
         Command::Plan { config, json } => {
             let loaded = load_config(&config)?;
-            let clients = CrmClient::all(&loaded).map_err(|error| Failure::Usage(anyhow::anyhow!(error)))?;
+            let clients =
+                CrmClient::all(&loaded).map_err(|error| Failure::Usage(anyhow::anyhow!(error)))?;
             let configured: Vec<_> = clients.iter().map(CrmClient::system).collect();
             let settings = &loaded.config.ledger;
             let mut ledger = Ledger::open_existing(
@@ -298,8 +300,11 @@ fn run(command: Command) -> Result<(), Failure> {
             let as_of = chrono::Utc::now().date_naive();
             let evaluation = evaluate(&loaded, &mut ledger, &configured, as_of, false, false)
                 .map_err(|error| match error {
-                    EvaluateError::Routing(message) => Failure::Usage(anyhow::anyhow!("refer-out routing: {message}")),
-                    EvaluateError::Sql(source) | EvaluateError::Outbox(refbridge::outbox::OutboxError::Sql(source), _) => {
+                    EvaluateError::Routing(message) => {
+                        Failure::Usage(anyhow::anyhow!("refer-out routing: {message}"))
+                    }
+                    EvaluateError::Sql(source)
+                    | EvaluateError::Outbox(refbridge::outbox::OutboxError::Sql(source), _) => {
                         Failure::Runtime(ledger.sql_error(source).into())
                     }
                     EvaluateError::Outbox(_, message) => Failure::Runtime(anyhow::anyhow!(message)),
@@ -596,7 +601,11 @@ fn cycle_summary(report: &CycleReport) -> String {
             h.at_risk,
             h.watch,
             h.healthy,
-            if h.recomputed { "" } else { " (nothing new: stored snapshots)" }
+            if h.recomputed {
+                ""
+            } else {
+                " (nothing new: stored snapshots)"
+            }
         ));
         let p = &evaluation.plan;
         out.push_str(&format!(

@@ -200,7 +200,10 @@ fn answered_keys(connection: &Connection) -> rusqlite::Result<HashMap<(String, S
 fn snoozed(config: &RulesConfig, condition: &Condition, as_of: NaiveDate) -> bool {
     config.snooze.iter().any(|snooze| {
         Some(snooze.partner) == condition.partner_id
-            && snooze.rule.as_deref().is_none_or(|rule| rule == condition.rule)
+            && snooze
+                .rule
+                .as_deref()
+                .is_none_or(|rule| rule == condition.rule)
             && snooze.until >= as_of
     })
 }
@@ -282,7 +285,8 @@ pub fn reconcile(
 
     // A rep's completion while the alert is open: the alert is answered.
     for alert in alerts.values_mut() {
-        if alert.state == "open" && answered.contains_key(&(alert.system.clone(), alert.key.clone()))
+        if alert.state == "open"
+            && answered.contains_key(&(alert.system.clone(), alert.key.clone()))
         {
             let Some(system) = parse_system(&alert.system) else {
                 continue;
@@ -341,7 +345,12 @@ pub fn reconcile(
                 let before = queued(connection, target.system, &alert.key)?;
                 let changed = before.as_ref().is_none_or(|(queued, _)| *queued != intent);
                 if changed {
-                    enqueue(connection, target.system, std::slice::from_ref(&intent), now)?;
+                    enqueue(
+                        connection,
+                        target.system,
+                        std::slice::from_ref(&intent),
+                        now,
+                    )?;
                     connection.execute(
                         "UPDATE alert SET reason = ?2, owner_id = ?3, updated_at = ?4 WHERE key = ?1",
                         params![alert.key, condition.reason, target.owner_id, now],
@@ -424,7 +433,12 @@ pub fn reconcile(
         }
         spent.insert(owner, used + 1);
         let intent = intent_for(condition, target, &key, options.today);
-        enqueue(connection, target.system, std::slice::from_ref(&intent), now)?;
+        enqueue(
+            connection,
+            target.system,
+            std::slice::from_ref(&intent),
+            now,
+        )?;
         connection.execute(
             "INSERT INTO alert (key, rule, partner_id, system, owner_id, state, reason, opened_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, 'open', ?6, ?7, ?7)
@@ -471,6 +485,16 @@ mod tests {
             std::time::Duration::from_secs(1),
         )
         .unwrap();
+        for id in 1..=40 {
+            ledger
+                .connection()
+                .execute(
+                    "INSERT INTO partner (id, name, normalized_name, origin, created_at, updated_at)
+                     VALUES (?1, 'Partner', 'partner', 'ehr', 't', 't')",
+                    [id],
+                )
+                .unwrap();
+        }
         (directory, ledger)
     }
 
@@ -499,7 +523,12 @@ mod tests {
     }
 
     /// Runs one reconcile on `as_of` inside a committed transaction.
-    fn run(ledger: &Ledger, conditions: &[Condition], rules: &RulesConfig, as_of: NaiveDate) -> Plan {
+    fn run(
+        ledger: &Ledger,
+        conditions: &[Condition],
+        rules: &RulesConfig,
+        as_of: NaiveDate,
+    ) -> Plan {
         let connection = ledger.connection();
         connection.execute_batch("BEGIN").unwrap();
         let plan = reconcile(
@@ -550,28 +579,62 @@ mod tests {
     fn an_alert_opens_updates_in_place_and_closes_when_its_condition_clears() {
         let (_directory, ledger) = ledger();
         let rules = RulesConfig::default();
-        let first = run(&ledger, &[condition("declining", 1, "005A", "Mercy: 2 referrals")], &rules, day(1));
-        assert_eq!((first.create.len(), first.update.len(), first.close.len()), (1, 0, 0));
+        let first = run(
+            &ledger,
+            &[condition("declining", 1, "005A", "Mercy: 2 referrals")],
+            &rules,
+            day(1),
+        );
+        assert_eq!(
+            (first.create.len(), first.update.len(), first.close.len()),
+            (1, 0, 0)
+        );
         let key = first.create[0].key.clone();
         assert_eq!(key, "declining:p1:2026-11-01");
         acknowledge(&ledger);
 
-        let same = run(&ledger, &[condition("declining", 1, "005A", "Mercy: 2 referrals")], &rules, day(2));
-        assert!(same.is_empty(), "an unchanged condition changes nothing: {same:?}");
+        let same = run(
+            &ledger,
+            &[condition("declining", 1, "005A", "Mercy: 2 referrals")],
+            &rules,
+            day(2),
+        );
+        assert!(
+            same.is_empty(),
+            "an unchanged condition changes nothing: {same:?}"
+        );
         assert_eq!(same.unchanged, 1);
 
-        let worse = run(&ledger, &[condition("declining", 1, "005A", "Mercy: 1 referral")], &rules, day(3));
-        assert_eq!(worse.update.len(), 1, "the open task is updated, not duplicated");
+        let worse = run(
+            &ledger,
+            &[condition("declining", 1, "005A", "Mercy: 1 referral")],
+            &rules,
+            day(3),
+        );
+        assert_eq!(
+            worse.update.len(),
+            1,
+            "the open task is updated, not duplicated"
+        );
         assert_eq!(worse.update[0].key, key, "same key, same CRM task");
         acknowledge(&ledger);
 
         let cleared = run(&ledger, &[], &rules, day(4));
         assert_eq!(cleared.close.len(), 1);
-        assert_eq!(outbox_rows(&ledger), vec![(key.clone(), true)], "one row, now completed");
+        assert_eq!(
+            outbox_rows(&ledger),
+            vec![(key.clone(), true)],
+            "one row, now completed"
+        );
         acknowledge(&ledger);
 
         // The condition returns: a new episode, a new task.
-        let again = run(&ledger, &[condition("declining", 1, "005A", "Mercy: 0 referrals")], &rules, day(20));
+        let again = run(
+            &ledger,
+            &[condition("declining", 1, "005A", "Mercy: 0 referrals")],
+            &rules,
+            day(20),
+        );
         assert_eq!(again.create[0].key, "declining:p1:2026-11-20");
         assert_eq!(outbox_rows(&ledger).len(), 2);
     }
@@ -589,7 +652,11 @@ mod tests {
             .collect();
         let first = run(&ledger, &conditions, &rules, day(1));
         let opened: Vec<Option<i64>> = first.create.iter().map(|t| t.partner_id).collect();
-        assert_eq!(opened, vec![Some(9), Some(5), Some(4)], "5 and 4 matter most for 005A");
+        assert_eq!(
+            opened,
+            vec![Some(9), Some(5), Some(4)],
+            "5 and 4 matter most for 005A"
+        );
         assert_eq!(first.waiting.len(), 3);
         acknowledge(&ledger);
 
@@ -676,18 +743,31 @@ mod tests {
         );
         connection.execute_batch("ROLLBACK").unwrap();
         match refused {
-            Err(OutboxError::Breaker { changes, open, plan, .. }) => {
+            Err(OutboxError::Breaker {
+                changes,
+                open,
+                plan,
+                ..
+            }) => {
                 assert_eq!((changes, open), (25, 30));
                 assert!(plan.breaker.tripped);
             }
             other => panic!("expected the breaker, got {other:?}"),
         }
         let pending: i64 = connection
-            .query_row("SELECT count(*) FROM outbox WHERE status = 'pending'", [], |r| r.get(0))
+            .query_row(
+                "SELECT count(*) FROM outbox WHERE status = 'pending'",
+                [],
+                |r| r.get(0),
+            )
             .unwrap();
         assert_eq!(pending, 0, "a refused plan queues nothing");
         let small = run(&ledger, &conditions[..20], &rules, day(2));
-        assert_eq!(small.close.len(), 10, "a third of the tasks is a normal day");
+        assert_eq!(
+            small.close.len(),
+            10,
+            "a third of the tasks is a normal day"
+        );
     }
 
     #[test]

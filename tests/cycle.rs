@@ -78,8 +78,14 @@ fn a_cycle_pushes_the_right_few_tasks_once_and_a_second_cycle_changes_nothing() 
     );
     assert!(evaluation["health"]["partners"].as_u64().unwrap() > 10);
     let created = evaluation["plan"]["create"].as_array().unwrap();
-    assert!(!created.is_empty(), "a synthetic world has stories to act on");
-    let rules: HashSet<&str> = created.iter().map(|t| t["rule"].as_str().unwrap()).collect();
+    assert!(
+        !created.is_empty(),
+        "a synthetic world has stories to act on"
+    );
+    let rules: HashSet<&str> = created
+        .iter()
+        .map(|t| t["rule"].as_str().unwrap())
+        .collect();
     for rule in ["silent", "unowned"] {
         assert!(rules.contains(rule), "no {rule} task in {rules:?}");
     }
@@ -94,7 +100,10 @@ fn a_cycle_pushes_the_right_few_tasks_once_and_a_second_cycle_changes_nothing() 
     assert!(rows.iter().all(|(_, _, task_id, _)| task_id.is_some()));
     let salesforce_rows = rows.iter().filter(|r| r.0 == "salesforce").count() as u64;
     let hubspot_rows = rows.iter().filter(|r| r.0 == "hubspot").count() as u64;
-    assert!(salesforce_rows > 0 && hubspot_rows > 0, "both CRMs get tasks");
+    assert!(
+        salesforce_rows > 0 && hubspot_rows > 0,
+        "both CRMs get tasks"
+    );
     assert_eq!(
         world.count("SELECT COUNT() FROM Task WHERE Refbridge_Key__c != null"),
         salesforce_rows
@@ -129,9 +138,15 @@ fn a_cycle_pushes_the_right_few_tasks_once_and_a_second_cycle_changes_nothing() 
         .collect();
     for text in &sent {
         let lower = text.to_lowercase();
-        assert!(!lower.contains("reciproc") && !lower.contains("even things"), "{text}");
+        assert!(
+            !lower.contains("reciproc") && !lower.contains("even things"),
+            "{text}"
+        );
         for canary in &canaries {
-            assert!(!text.contains(canary.as_str()), "a patient value reached a task: {text}");
+            assert!(
+                !text.contains(canary.as_str()),
+                "a patient value reached a task: {text}"
+            );
         }
     }
     let tasks = world.rest(
@@ -141,14 +156,22 @@ fn a_cycle_pushes_the_right_few_tasks_once_and_a_second_cycle_changes_nothing() 
     );
     for task in tasks["records"].as_array().unwrap() {
         let text = format!("{} {}", task["Subject"], task["Description"]);
-        assert!(canaries.iter().all(|canary| !text.contains(canary.as_str())));
+        assert!(
+            canaries
+                .iter()
+                .all(|canary| !text.contains(canary.as_str()))
+        );
     }
 
     // Again: nothing new to say, nothing sent, nothing duplicated.
     let second = world.sync();
     let plan = &second["evaluation"]["plan"];
     for change in ["create", "update", "close"] {
-        assert_eq!(plan[change].as_array().unwrap().len(), 0, "{change}: {plan}");
+        assert_eq!(
+            plan[change].as_array().unwrap().len(),
+            0,
+            "{change}: {plan}"
+        );
     }
     for push in second["push"].as_array().unwrap() {
         assert_eq!(push["intents"], 0, "{push}");

@@ -5,9 +5,8 @@ mod common;
 
 use common::sandbox::World;
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use refbridge::ledger::Ledger;

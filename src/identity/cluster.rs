@@ -157,7 +157,12 @@ pub(super) fn evidence(records: &[Record], overrides: &Overrides<'_>) -> Edges {
     for block in blocks(records.len(), |i| {
         let record = &records[i];
         (active(i) && !record.normalized.is_empty())
-            .then(|| record.city.clone().map(|city| (record.normalized.clone(), city)))
+            .then(|| {
+                record
+                    .city
+                    .clone()
+                    .map(|city| (record.normalized.clone(), city))
+            })
             .flatten()
     }) {
         star(&block, &mut name_city);

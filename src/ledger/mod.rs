@@ -188,7 +188,8 @@ impl Ledger {
         &self.connection
     }
 
-    pub(crate) fn sql_error(&self, source: rusqlite::Error) -> LedgerError {
+    /// A SQLite failure on this ledger, naming its file.
+    pub fn sql_error(&self, source: rusqlite::Error) -> LedgerError {
         LedgerError::Sql {
             path: self.path.clone(),
             source,

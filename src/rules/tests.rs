@@ -79,7 +79,11 @@ fn ledger() -> (tempfile::TempDir, Ledger) {
     (directory, ledger)
 }
 
-fn evaluate_with(ledger: &Ledger, health: &[PartnerHealth], config: &RulesConfig) -> Vec<Condition> {
+fn evaluate_with(
+    ledger: &Ledger,
+    health: &[PartnerHealth],
+    config: &RulesConfig,
+) -> Vec<Condition> {
     evaluate(
         ledger.connection(),
         config,
@@ -138,7 +142,10 @@ fn each_rule_fires_on_its_facts_and_only_then() {
         },
         &[],
     );
-    check(|f| f.first_referral = Some(day("2026-11-10")), &["new_partner"]);
+    check(
+        |f| f.first_referral = Some(day("2026-11-10")),
+        &["new_partner"],
+    );
     check(|f| f.first_referral = Some(day("2026-09-10")), &[]);
 }
 
@@ -201,7 +208,9 @@ fn task_words_are_partner_level_and_never_ask_to_even_a_balance() {
     );
     let declining = &conditions[0];
     assert!(
-        declining.title.starts_with("Partner 2: 1 referral in the last 90 days vs 12.4 expected"),
+        declining
+            .title
+            .starts_with("Partner 2: 1 referral in the last 90 days vs 12.4 expected"),
         "{}",
         declining.title
     );
@@ -240,7 +249,10 @@ fn a_referral_out_without_an_outcome_is_followed_up_without_patient_details() {
     let words = format!("{} {}", follow_up.title, follow_up.description);
     assert!(words.contains(&format!("R{waiting}")));
     for patient_detail in ["token-abc", "303", "INQ-1", "2026-11-15"] {
-        assert!(!words.contains(patient_detail), "{patient_detail} in {words}");
+        assert!(
+            !words.contains(patient_detail),
+            "{patient_detail} in {words}"
+        );
     }
 }
 

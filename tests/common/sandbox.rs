@@ -236,4 +236,3 @@ impl Drop for World {
         let _ = self.child.wait();
     }
 }
-
