@@ -70,6 +70,11 @@ fn a_cycle_pushes_the_right_few_tasks_once_and_a_second_cycle_changes_nothing() 
     let canaries = patient_values(&csv_path);
     assert!(canaries.len() > 100, "the export carries patient values");
 
+    let ready = common::run_binary(
+        &["check-config", "--connect", "--create-task-key"],
+        Some(&world.config),
+    );
+    assert_eq!(ready.status, 0, "{}", ready.stdout);
     let first = world.sync();
     let evaluation = &first["evaluation"];
     assert!(

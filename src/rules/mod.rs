@@ -407,9 +407,12 @@ fn placement_rule(
             (Some(system), Some(about_id)) if inputs.configured.contains(&system) => Ok(Target {
                 system,
                 about_id,
+                // The partner's owner, when the partner lives in the same CRM (owner ids are
+                // per CRM).
                 owner_id: owner.or_else(|| {
                     homes
                         .get(&partner_id)
+                        .filter(|h| h.system.as_deref() == Some(system.as_str()))
                         .and_then(|h| h.owner_id.clone().filter(|_| h.owner_active))
                 }),
             }),
