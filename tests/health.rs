@@ -329,3 +329,24 @@ fn health_needs_an_existing_ledger() {
         output.stderr
     );
 }
+
+#[test]
+fn bad_health_settings_are_each_reported_with_their_line() {
+    let facility = Facility::new(
+        "[health]\nalpha = 1.5\nwatch_below = 30.0\n[health.weights]\nvolume = -0.3\n",
+    );
+    let output = facility.run(&["check-config"]);
+    assert_eq!(output.status, 2, "{}", output.stderr);
+    let file = facility.config.display().to_string();
+    for line in [
+        format!("{file}:8:1: health.alpha: must be between 0 and 1 (exclusive)"),
+        format!("{file}:9:1: health.watch_below: must be at least at_risk_below (40)"),
+        format!("{file}:11:1: health.weights.volume: must be a number ≥ 0"),
+    ] {
+        assert!(
+            output.stderr.contains(&line),
+            "no {line:?} in:\n{}",
+            output.stderr
+        );
+    }
+}
