@@ -297,6 +297,7 @@ fn a_run_killed_part_way_resumes_without_loss_and_faults_change_nothing() {
         "--faults",
         "429=0.05,500=0.05,503=0.05,reset=0.03,token_ttl_seconds=4,seed=3",
     ]);
+    world.disable_rules();
     world.set_config(
         "settle_lag_seconds = 2",
         "settle_lag_seconds = 2\npage_size = 200",

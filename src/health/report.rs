@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use chrono::NaiveDate;
 use rusqlite::{Connection, OptionalExtension};
 
-use super::{ComponentKind, HealthConfig, HealthRefresh, HealthState, PartnerHealth};
+use super::{ComponentKind, HealthConfig, HealthRefresh, HealthState, PartnerHealth, score};
 
 /// Width the table fits in.
 const TABLE_WIDTH: usize = 100;
@@ -135,17 +135,12 @@ fn table(refreshed: &HealthRefresh, as_of: NaiveDate) -> String {
     let health = &refreshed.health;
     let count = |state| health.iter().filter(|p| p.state == state).count();
     let mut out = format!(
-        "Partner health as of {as_of}: {} at risk, {} watch, {} healthy ({} partner{}{})\n",
+        "Partner health as of {as_of}: {} at risk, {} watch, {} healthy ({} partner{})\n",
         count(HealthState::AtRisk),
         count(HealthState::Watch),
         count(HealthState::Healthy),
         health.len(),
         if health.len() == 1 { "" } else { "s" },
-        if refreshed.recomputed {
-            ""
-        } else {
-            "; unchanged since the last run"
-        }
     );
     let id_width = health
         .iter()
@@ -169,6 +164,11 @@ fn table(refreshed: &HealthRefresh, as_of: NaiveDate) -> String {
             partner.state.as_str(),
             partner.trend.as_str(),
             fit(&headline(partner), reason_width).trim_end()
+        );
+    }
+    if !refreshed.recomputed {
+        out.push_str(
+            "Nothing new since the last run for this day: these are its stored snapshots.\n",
         );
     }
     if !health.is_empty() {
@@ -214,10 +214,15 @@ fn detail(partner: &PartnerHealth, as_of: NaiveDate) -> String {
     let number = |value: Option<f64>, digits: usize| {
         value.map_or_else(|| "–".to_string(), |v| format!("{v:.digits$}"))
     };
-    let days_ago =
-        |days: Option<i64>| days.map_or_else(String::new, |d| format!(" ({d} days ago)"));
+    let days_ago = |days: Option<i64>| {
+        days.map_or_else(String::new, |d| format!(" ({} ago)", score::days_text(d)))
+    };
     let p = |value: Option<f64>, fired: bool| match value {
-        Some(value) => format!("p = {value:.4}{}", if fired { " (fired)" } else { "" }),
+        Some(value) => format!(
+            "{}{}",
+            score::p_value(value),
+            if fired { " (fired)" } else { "" }
+        ),
         None => "not run".to_string(),
     };
     let rows = [

@@ -352,7 +352,7 @@ fn referrals_f(count: f64) -> String {
     }
 }
 
-fn days_text(days: i64) -> String {
+pub(super) fn days_text(days: i64) -> String {
     if days == 1 {
         "1 day".to_string()
     } else {
@@ -371,7 +371,7 @@ fn percent(share: f64) -> String {
 }
 
 /// "p = 0.03", "p = 0.0003", "p < 0.0001".
-fn p_value(p: f64) -> String {
+pub(super) fn p_value(p: f64) -> String {
     if p < 0.0001 {
         "p < 0.0001".to_string()
     } else if p < 0.01 {

@@ -768,3 +768,49 @@ fn a_partner_leaving_scope_loses_that_days_snapshot() {
         "the merged partner's snapshot of the day is gone"
     );
 }
+
+#[test]
+fn crm_deals_count_once_and_only_when_no_ehr_referral_describes_them() {
+    let mut fixture = Fixture::new();
+    let partner = fixture.partner("Mercy Hospital");
+    fixture.referral(partner, "in", days_ago(10), "admitted");
+    let ehr_referral = fixture.sql().last_insert_rowid();
+    let deal = |crm_id: &str, referral: Option<i64>, deleted: bool, disposition: Option<&str>| {
+        fixture
+            .sql()
+            .execute(
+                "INSERT INTO crm_referral (system, crm_id, partner_id, referral_id, direction,
+                     stage, disposition, inquiry_date, deleted)
+                 VALUES ('hubspot', ?1, ?2, ?3, 'in', 'stage', ?4, ?5, ?6)",
+                params![
+                    crm_id,
+                    partner,
+                    referral,
+                    disposition,
+                    days_ago(20).to_string(),
+                    deleted
+                ],
+            )
+            .unwrap();
+    };
+    deal("D1", Some(ehr_referral), false, Some("admitted")); // the EHR row's own deal
+    deal("D2", None, false, Some("not_admitted")); // only the CRM knows it
+    deal("D3", None, true, Some("admitted")); // deleted in the CRM
+    deal("D4", None, false, None); // no disposition yet: pending
+    let health = fixture.health();
+    let facts = &of(&health, partner).facts;
+    assert_eq!(facts.referrals_last_365_days, 3, "{facts:#?}");
+    assert_eq!(
+        (facts.admitted_last_365_days, facts.decided_last_365_days),
+        (1, 2)
+    );
+    let view: i64 = fixture
+        .sql()
+        .query_row(
+            "SELECT count(*) FROM unified_referral WHERE partner_id = ?1",
+            [partner],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(view, 3, "the same referrals as the unified_referral view");
+}
