@@ -144,6 +144,23 @@ fn canary_patient_values_appear_in_no_byte_refbridge_writes() {
     outputs.push(facility.run(&["status"]));
     outputs.push(facility.run(&["status", "--json"]));
     outputs.push(facility.run(&["check-config"]));
+    // The whole cycle and everything it derives: identity, health, plan, routing.
+    let cycle = facility.run(&["sync", "--once", "--json"]);
+    assert_eq!(cycle.status, 0, "{}", cycle.stderr);
+    outputs.push(cycle);
+    for args in [
+        &["health"][..],
+        &["health", "--format", "json"],
+        &["health", "--format", "csv"],
+        &["plan", "--json"],
+        &["plan"],
+        &["route", "--zip3", "975"],
+        &["route", "--zip3", "975", "--json"],
+    ] {
+        let output = facility.run(args);
+        assert_eq!(output.status, 0, "{args:?}: {}", output.stderr);
+        outputs.push(output);
+    }
 
     let wal = facility.path("state/ledger.db-wal");
     assert!(
