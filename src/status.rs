@@ -1,8 +1,12 @@
 //! `refbridge status`: what the ledger holds and what went wrong, for ops.
 //!
 //! Reads only. Shows counts, recent import runs and quarantine entries by location, field and
-//! reason; quarantine never holds row values, so nothing here can print a patient value.
+//! reason, CRM streams, the outbox, and identity resolution (live partners, how source records
+//! were linked, the matches it was unsure of with a merge ready to paste). Quarantine never holds
+//! row values and identity holds partner names and ids only, so nothing here can print a patient
+//! value.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use rusqlite::Connection;
@@ -13,6 +17,8 @@ use crate::ledger::Ledger;
 /// How many import runs and quarantine entries the report lists.
 const RECENT_RUNS: usize = 20;
 const RECENT_QUARANTINE: usize = 50;
+/// How many uncertain matches the text report lists (JSON lists all).
+const TEXT_SUGGESTIONS: usize = 20;
 
 #[derive(Debug, Serialize)]
 pub struct Status {
@@ -24,6 +30,35 @@ pub struct Status {
     /// The latest pull of each CRM stream.
     pub crm_streams: Vec<CrmStreamRow>,
     pub outbox: OutboxStatus,
+    pub identity: IdentityStatus,
+}
+
+/// What identity resolution made of the source records.
+#[derive(Debug, Serialize)]
+pub struct IdentityStatus {
+    /// Partners not merged into another.
+    pub live_partners: i64,
+    /// Partners merged into another (their ids still resolve).
+    pub merged_partners: i64,
+    /// Source records by how they were linked to their partner.
+    pub source_records_by_method: BTreeMap<String, i64>,
+    /// Matches identity resolution was not sure of, most confident first.
+    pub suggestions: Vec<SuggestionRow>,
+}
+
+/// One uncertain match, with the config that would merge it.
+#[derive(Debug, Serialize)]
+pub struct SuggestionRow {
+    pub partner_id: i64,
+    pub partner_name: String,
+    pub candidate_id: i64,
+    pub candidate_name: String,
+    pub method: String,
+    pub confidence: f64,
+    pub reason: String,
+    pub first_seen_at: String,
+    /// `[[identity.merge]]` with one record of each partner, ready to paste into the config.
+    pub config: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -159,6 +194,14 @@ impl Status {
                 refused: count("SELECT count(*) FROM outbox WHERE status = 'permanent'")?,
                 recent_refused: recent_refused(c)?,
             },
+            identity: IdentityStatus {
+                live_partners: count("SELECT count(*) FROM partner WHERE merged_into IS NULL")?,
+                merged_partners: count(
+                    "SELECT count(*) FROM partner WHERE merged_into IS NOT NULL",
+                )?,
+                source_records_by_method: records_by_method(c)?,
+                suggestions: suggestions(c)?,
+            },
         })
     }
 
@@ -267,8 +310,100 @@ impl Status {
                 );
             }
         }
+        let i = &self.identity;
+        let methods: Vec<String> = i
+            .source_records_by_method
+            .iter()
+            .map(|(method, count)| format!("{method} {count}"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "\nIdentity   {} live partners ({} merged into another); source records by link: {}",
+            i.live_partners,
+            i.merged_partners,
+            if methods.is_empty() {
+                "none yet".to_string()
+            } else {
+                methods.join(", ")
+            }
+        );
+        if !i.suggestions.is_empty() {
+            let _ = writeln!(
+                out,
+                "  {} uncertain matches, not merged (the {} most confident; paste a merge into the config to accept one):",
+                i.suggestions.len(),
+                TEXT_SUGGESTIONS.min(i.suggestions.len())
+            );
+        }
+        for suggestion in i.suggestions.iter().take(TEXT_SUGGESTIONS) {
+            let _ = writeln!(
+                out,
+                "  {:.2} {:<15} #{} {} / #{} {}: {}",
+                suggestion.confidence,
+                suggestion.method,
+                suggestion.partner_id,
+                suggestion.partner_name,
+                suggestion.candidate_id,
+                suggestion.candidate_name,
+                suggestion.reason
+            );
+            for line in suggestion.config.lines() {
+                let _ = writeln!(out, "       {line}");
+            }
+        }
         out
     }
+}
+
+fn records_by_method(c: &Connection) -> rusqlite::Result<BTreeMap<String, i64>> {
+    let mut statement = c.prepare(
+        "SELECT match_method, count(*) FROM partner_source_record GROUP BY match_method",
+    )?;
+    let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    rows.collect()
+}
+
+fn suggestions(c: &Connection) -> rusqlite::Result<Vec<SuggestionRow>> {
+    // One record per partner for the merge line: its home CRM record, else its oldest record.
+    let mut statement = c.prepare(
+        "WITH reference AS (
+             SELECT r.partner_id, r.system || ':' || r.external_key AS text,
+                    row_number() OVER (PARTITION BY r.partner_id
+                        ORDER BY (r.system = f.home_system AND r.external_key = f.home_crm_id) DESC,
+                                 r.id) AS rank
+             FROM partner_source_record r LEFT JOIN partner_profile f ON f.partner_id = r.partner_id
+             WHERE r.partner_id IN (SELECT partner_id FROM identity_suggestion
+                                    UNION SELECT candidate_id FROM identity_suggestion))
+         SELECT s.partner_id, a.name, s.candidate_id, b.name, s.method, s.confidence, s.reason,
+                s.first_seen_at, ra.text, rb.text
+         FROM identity_suggestion s
+         JOIN partner a ON a.id = s.partner_id
+         JOIN partner b ON b.id = s.candidate_id
+         LEFT JOIN reference ra ON ra.partner_id = s.partner_id AND ra.rank = 1
+         LEFT JOIN reference rb ON rb.partner_id = s.candidate_id AND rb.rank = 1
+         ORDER BY s.confidence DESC, s.partner_id, s.candidate_id",
+    )?;
+    let rows = statement.query_map([], |row| {
+        let first: Option<String> = row.get(8)?;
+        let second: Option<String> = row.get(9)?;
+        let records: Vec<String> = [first, second]
+            .into_iter()
+            .flatten()
+            .map(|reference| toml::Value::String(reference).to_string())
+            .collect();
+        Ok(SuggestionRow {
+            partner_id: row.get(0)?,
+            partner_name: row.get(1)?,
+            candidate_id: row.get(2)?,
+            candidate_name: row.get(3)?,
+            method: row.get(4)?,
+            confidence: row.get(5)?,
+            reason: row.get(6)?,
+            first_seen_at: row.get(7)?,
+            config: format!("[[identity.merge]]\nrecords = [{}]", records.join(", ")),
+        })
+    })?;
+    rows.collect()
 }
 
 fn crm_streams(c: &Connection) -> rusqlite::Result<Vec<CrmStreamRow>> {

@@ -201,3 +201,42 @@ fn the_patient_key_can_come_from_the_systemd_credentials_directory() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[test]
+fn identity_merges_and_splits_are_checked_reference_by_reference() {
+    let facility = Facility::new(
+        "[[identity.merge]]\n\
+         records = [\"salesforce:001A\", \"hubspot:12\", \"ehr:Mercy Hosp ED\"]\n\
+         [[identity.merge]]\n\
+         records = [\"hubspot:12\", \"epic:9\", \"Mercy\"]\n\
+         [[identity.merge]]\n\
+         records = [\"ehr:Lone\"]\n\
+         [[identity.split]]\n\
+         record = \"ehr:Mercy Hosp ED\"\n\
+         [[identity.split]]\n\
+         record = \"hubspot:\"\n",
+    );
+    let output = facility.run(&["check-config"]);
+    assert_eq!(output.status, 2, "{}", output.stderr);
+    for expected in [
+        "identity.merge[1].records: \"hubspot:12\" is also in identity.merge[0]",
+        "identity.merge[1].records: \"epic:9\": unknown system \"epic\": use ehr, salesforce, hubspot",
+        "identity.merge[1].records: \"Mercy\": write a record as system:key",
+        "identity.merge[2].records: list at least two records",
+        "identity.split[0].record: \"ehr:Mercy Hosp ED\" is also in identity.merge[0]; a record cannot be both merged and split",
+        "identity.split[1].record: \"hubspot:\": the key after the system is empty",
+    ] {
+        assert!(
+            output.stderr.contains(expected),
+            "missing {expected:?} in:\n{}",
+            output.stderr
+        );
+    }
+    assert!(output.stderr.contains("has 6 problems"), "{}", output.stderr);
+    // References to records the ledger does not hold are not config errors: they wait.
+    let waiting = Facility::new(
+        "[[identity.merge]]\nrecords = [\"hubspot:1\", \"salesforce:001Z\"]\n\
+         [[identity.split]]\nrecord = \"ehr:Dr. A. Lee - Mercy\"\n",
+    );
+    assert_eq!(waiting.run(&["check-config"]).status, 0);
+}
