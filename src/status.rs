@@ -81,6 +81,8 @@ pub struct OutboxStatus {
     pub refused: i64,
     /// Intents the CRM refused, latest first: key, error code and message.
     pub recent_refused: Vec<RefusedIntent>,
+    /// Alerts by rule and state (`open`, `waiting` for a rep's budget, `done` by the rep).
+    pub alerts: BTreeMap<String, BTreeMap<String, i64>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -193,6 +195,7 @@ impl Status {
                 stored: count("SELECT count(*) FROM outbox WHERE status = 'stored'")?,
                 refused: count("SELECT count(*) FROM outbox WHERE status = 'permanent'")?,
                 recent_refused: recent_refused(c)?,
+                alerts: alerts_by_rule(c)?,
             },
             identity: IdentityStatus {
                 live_partners: count("SELECT count(*) FROM partner WHERE merged_into IS NULL")?,
@@ -299,6 +302,16 @@ impl Status {
                 "\nOutbox     {} pending, {} stored, {} refused by the CRM",
                 o.pending, o.stored, o.refused
             );
+            for (rule, states) in &o.alerts {
+                let get = |state: &str| states.get(state).copied().unwrap_or(0);
+                let _ = writeln!(
+                    out,
+                    "  {rule:<20} {} open, {} waiting for budget, {} completed by the rep",
+                    get("open"),
+                    get("waiting"),
+                    get("done")
+                );
+            }
             for refused in &o.recent_refused {
                 let _ = writeln!(
                     out,
@@ -431,6 +444,25 @@ fn crm_streams(c: &Connection) -> rusqlite::Result<Vec<CrmStreamRow>> {
         })
     })?;
     rows.collect()
+}
+
+fn alerts_by_rule(c: &Connection) -> rusqlite::Result<BTreeMap<String, BTreeMap<String, i64>>> {
+    let mut statement = c.prepare(
+        "SELECT rule, state, count(*) FROM alert WHERE state != 'closed' GROUP BY rule, state",
+    )?;
+    let rows = statement.query_map([], |row| {
+        Ok((
+            row.get::<_, String>(0)?,
+            row.get::<_, String>(1)?,
+            row.get::<_, i64>(2)?,
+        ))
+    })?;
+    let mut alerts: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
+    for row in rows {
+        let (rule, state, count) = row?;
+        alerts.entry(rule).or_default().insert(state, count);
+    }
+    Ok(alerts)
 }
 
 fn recent_refused(c: &Connection) -> rusqlite::Result<Vec<RefusedIntent>> {

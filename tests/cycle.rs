@@ -120,6 +120,14 @@ fn a_cycle_pushes_the_right_few_tasks_once_and_a_second_cycle_changes_nothing() 
         ),
         hubspot_rows
     );
+    let status = common::run_binary(&["status", "--json"], Some(&world.config)).json();
+    let open: u64 = status["outbox"]["alerts"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|states| states["open"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(open, created.len() as u64, "status counts the open alerts");
     // The daily budget: at most five new tasks per rep (or queue) and CRM.
     let mut per_owner: BTreeMap<(String, String), u32> = BTreeMap::new();
     for task in created {
