@@ -195,6 +195,62 @@ fn a_cycle_pushes_the_right_few_tasks_once_and_a_second_cycle_changes_nothing() 
         salesforce_rows
     );
 
+    // The loop closes: a rep assigns an owner (the unowned alert clears, refbridge completes its
+    // task) and a rep completes a task whose condition still holds (it stays completed).
+    let unowned = rows
+        .iter()
+        .find(|(system, key, _, _)| system == "salesforce" && key.starts_with("unowned:"))
+        .expect("an unowned partner in Salesforce");
+    let account = unowned.3["about_id"].as_str().unwrap();
+    let rep = world.rest(
+        "GET",
+        "query?q=SELECT+Id+FROM+User+WHERE+IsActive+=+true+LIMIT+1",
+        None,
+    )["records"][0]["Id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    world.rest(
+        "PATCH",
+        &format!("sobjects/Account/{account}"),
+        Some(serde_json::json!({"OwnerId": rep})),
+    );
+    // A silent partner stays silent when the rep calls (unlike no_touch, which a completed task
+    // answers by being a touch).
+    let answered = rows
+        .iter()
+        .find(|(system, key, _, _)| system == "salesforce" && key.starts_with("silent:"))
+        .expect("a silent partner in Salesforce");
+    let answered_id = answered.2.as_deref().unwrap();
+    world.rest(
+        "PATCH",
+        &format!("sobjects/Task/{answered_id}"),
+        Some(serde_json::json!({"Status": "Completed"})),
+    );
+    std::thread::sleep(std::time::Duration::from_secs(3)); // the settle lag
+    let third = world.sync();
+    let plan = &third["evaluation"]["plan"];
+    let closed: Vec<&str> = plan["close"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(closed, vec![unowned.1.as_str()], "{plan}");
+    assert_eq!(plan["answered"], 1, "{plan}");
+    let status_of = |id: &str| {
+        world.rest("GET", &format!("sobjects/Task/{id}"), None)["Status"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(status_of(unowned.2.as_deref().unwrap()), "Completed");
+    let fourth = world.sync();
+    let plan = &fourth["evaluation"]["plan"];
+    assert_eq!(plan["create"].as_array().unwrap().len(), 0, "{plan}");
+    assert_eq!(plan["close"].as_array().unwrap().len(), 0, "{plan}");
+    assert_eq!(status_of(answered_id), "Completed", "not reopened");
+
     // `plan` agrees and sends nothing.
     let output = common::run_binary(&["plan", "--json"], Some(&world.config));
     assert_eq!(output.status, 0, "{}", output.stderr);

@@ -325,12 +325,14 @@ pub(super) fn activities(
                 continue;
             }
         };
+        // A task refbridge completed itself (its condition cleared) is no rep's touch.
         let about: Option<String> = intent
             .query_row(params![stored.system, task.key], |row| {
                 row.get::<_, String>(0)
             })
             .optional()?
             .and_then(|json| serde_json::from_str::<TaskIntent>(&json).ok())
+            .filter(|intent| !intent.completed)
             .map(|intent| intent.about_id);
         let partner = about.and_then(|id| partners.get(&(stored.system.clone(), id)).copied());
         match partner {
