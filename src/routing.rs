@@ -433,7 +433,9 @@ impl RouteAnswer {
     }
 }
 
-/// A lead that did not convert and was not referred out, with the partners that fit it.
+/// A lead that did not convert and was not referred out, with the partners that fit it. A CRM
+/// task built from it uses [`Fit::task_reasons`] and [`RouteAnswer::task_none_reason`]: the
+/// answer's `none_reason` and [`Fit::reasons`] name the patient's payer, level and ZIP3.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LeadSuggestion {
     pub system: CrmSystem,
@@ -556,9 +558,10 @@ impl Criteria {
     }
 }
 
+/// A payer name as (folded for comparison, trimmed for display); `None` when nothing is left.
 fn payer_criterion(payer: String) -> Option<(String, String)> {
     let folded = fold_payer(&payer);
-    (!folded.is_empty()).then_some((folded, payer))
+    (!folded.is_empty()).then(|| (folded, payer.trim().to_string()))
 }
 
 /// A partner that may be suggested, with its profile and overrides applied.
@@ -566,15 +569,31 @@ fn payer_criterion(payer: String) -> Option<(String, String)> {
 struct Candidate {
     partner_id: i64,
     name: String,
+    /// The name in lower case, for ranking.
+    sort_name: String,
     home_system: Option<String>,
     home_crm_id: Option<String>,
     zip3: Option<String>,
-    /// (folded, as listed)
-    payers: Vec<(String, String)>,
-    /// Level-of-care codes.
-    levels: Vec<String>,
+    /// (interned folded payer, as listed)
+    payers: Vec<(u32, String)>,
+    /// Interned level-of-care codes.
+    levels: Vec<u32>,
     accepting: Option<bool>,
     preferred: bool,
+}
+
+/// The candidates of one call, with payers and level codes interned as small integers: ranking
+/// runs once per lead over every candidate and compares integers only.
+#[derive(Debug, Default)]
+struct Candidates {
+    list: Vec<Candidate>,
+    payer_ids: HashMap<String, u32>,
+    level_ids: HashMap<String, u32>,
+}
+
+fn intern(ids: &mut HashMap<String, u32>, term: String) -> u32 {
+    let next = ids.len() as u32;
+    *ids.entry(term).or_insert(next)
 }
 
 /// The live partners with a profile, then the overrides applied (in config order, later entries
@@ -583,7 +602,9 @@ struct Candidate {
 fn load_candidates(
     connection: &Connection,
     config: &RoutingConfig,
-) -> Result<Vec<Candidate>, RoutingError> {
+) -> Result<Candidates, RoutingError> {
+    let mut payer_ids = HashMap::new();
+    let mut level_ids = HashMap::new();
     let mut candidates: BTreeMap<i64, Candidate> = BTreeMap::new();
     let mut statement = connection.prepare(
         "SELECT p.id, p.name, pp.home_system, pp.home_crm_id, pp.zip3, pp.payers,
@@ -599,6 +620,7 @@ fn load_candidates(
         let payers = json_list(&payers_json, partner_id, "payers")
             .into_iter()
             .filter_map(payer_criterion)
+            .map(|(folded, listed)| (intern(&mut payer_ids, folded), listed))
             .collect();
         let levels = json_list(&levels_json, partner_id, "levels_of_care")
             .iter()
@@ -610,15 +632,17 @@ fn load_candidates(
                         "a level of care in the partner's profile is not an ASAM level; it is ignored"
                     );
                 }
-                code
+                code.map(|code| intern(&mut level_ids, code))
             })
             .collect();
         let zip3: Option<String> = row.get(4)?;
+        let name: String = row.get(1)?;
         candidates.insert(
             partner_id,
             Candidate {
                 partner_id,
-                name: row.get(1)?,
+                sort_name: name.to_lowercase(),
+                name,
                 home_system: row.get(2)?,
                 home_crm_id: row.get(3)?,
                 zip3: zip3.filter(|zip3| is_zip3(zip3)),
@@ -659,6 +683,7 @@ fn load_candidates(
                     .map(|record| (record.system, record.external_key));
                 vacant.insert(Candidate {
                     partner_id,
+                    sort_name: name.to_lowercase(),
                     name,
                     home_system: home.as_ref().map(|(system, _)| system.clone()),
                     home_crm_id: home.map(|(_, id)| id),
@@ -677,16 +702,29 @@ fn load_candidates(
             candidate.accepting = Some(accepting);
         }
         if let Some(payers) = &entry.payers {
-            candidate.payers = payers.iter().cloned().filter_map(payer_criterion).collect();
+            candidate.payers = payers
+                .iter()
+                .cloned()
+                .filter_map(payer_criterion)
+                .map(|(folded, listed)| (intern(&mut payer_ids, folded), listed))
+                .collect();
         }
         if let Some(levels) = &entry.levels_of_care {
-            candidate.levels = levels.iter().filter_map(|l| parse_level(l)).collect();
+            candidate.levels = levels
+                .iter()
+                .filter_map(|level| parse_level(level))
+                .map(|code| intern(&mut level_ids, code))
+                .collect();
         }
         if let Some(zip3) = entry.zip3.as_ref().filter(|zip3| is_zip3(zip3)) {
             candidate.zip3 = Some(zip3.clone());
         }
     }
-    Ok(candidates.into_values().collect())
+    Ok(Candidates {
+        list: candidates.into_values().collect(),
+        payer_ids,
+        level_ids,
+    })
 }
 
 /// The live partner a source record belongs to: its partner, followed through merges. EHR
@@ -750,79 +788,97 @@ fn json_list(text: &str, partner_id: i64, column: &str) -> Vec<String> {
     }
 }
 
-/// The hard requirements a request can impose, in the order a sentence names them.
+/// The hard requirements a request can impose, as bits of a mask.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Requirement {
-    Accepting,
-    Level,
-    Payer,
+    Accepting = 1,
+    Level = 2,
+    Payer = 4,
 }
 
-/// Ranks the candidates that meet every hard requirement; when none does, says which
-/// requirements eliminated them.
-fn rank(candidates: &[Candidate], criteria: &Criteria) -> RouteAnswer {
-    let mut options = Vec::new();
-    // Per candidate, the requirements it meets (only those the request imposes).
-    let mut met: Vec<Vec<Requirement>> = Vec::with_capacity(candidates.len());
-    for candidate in candidates {
+/// What a fitting candidate is ranked by, best first.
+type RankKey<'a> = (u8, bool, bool, &'a str, i64);
+
+/// Ranks the candidates that meet every hard requirement and keeps the best [`MAX_OPTIONS`]; when
+/// none meets them all, says which requirements eliminated them. No allocation per candidate:
+/// this runs once per lead over every candidate.
+fn rank(candidates: &Candidates, criteria: &Criteria) -> RouteAnswer {
+    // Requested and listed by some candidate: its id; requested and listed by none: `Some(None)`.
+    let wanted_level = criteria
+        .level
+        .as_ref()
+        .map(|code| candidates.level_ids.get(code).copied());
+    let wanted_payer = criteria
+        .payer
+        .as_ref()
+        .map(|(folded, _)| candidates.payer_ids.get(folded).copied());
+    // Bit `m` set: some candidate meets exactly the requirement mask `m`.
+    let mut masks_met: u8 = 0;
+    let mut best: Vec<(RankKey<'_>, &Candidate, Option<&str>, Geography)> =
+        Vec::with_capacity(MAX_OPTIONS + 1);
+    for candidate in &candidates.list {
         let accepting = candidate.accepting != Some(false);
-        let level = criteria
-            .level
-            .as_ref()
-            .map(|code| candidate.levels.contains(code));
-        let payer = criteria.payer.as_ref().map(|(folded, _)| {
-            candidate
-                .payers
-                .iter()
-                .find(|(listed, _)| listed == folded)
-                .map(|(_, as_listed)| as_listed.clone())
+        let level = wanted_level.map(|id| id.is_some_and(|id| candidate.levels.contains(&id)));
+        let payer = wanted_payer.map(|id| {
+            id.and_then(|id| {
+                candidate
+                    .payers
+                    .iter()
+                    .find(|(listed, _)| *listed == id)
+                    .map(|(_, as_listed)| as_listed.as_str())
+            })
         });
-        let mut meets = Vec::new();
+        let mut mask = 0;
         if accepting {
-            meets.push(Requirement::Accepting);
+            mask |= Requirement::Accepting as u8;
         }
         if level == Some(true) {
-            meets.push(Requirement::Level);
+            mask |= Requirement::Level as u8;
         }
         if matches!(payer, Some(Some(_))) {
-            meets.push(Requirement::Payer);
+            mask |= Requirement::Payer as u8;
         }
-        met.push(meets);
+        masks_met |= 1 << mask;
         if !accepting || level == Some(false) || matches!(payer, Some(None)) {
             continue;
         }
-        options.push(RouteOption {
+        let geography = geography(criteria.zip3.as_deref(), candidate.zip3.as_deref());
+        let key = (
+            geography.tier(),
+            !candidate.preferred,
+            candidate.accepting != Some(true),
+            candidate.sort_name.as_str(),
+            candidate.partner_id,
+        );
+        let at = best.partition_point(|(other, ..)| *other < key);
+        if at < MAX_OPTIONS {
+            best.insert(at, (key, candidate, payer.flatten(), geography));
+            best.truncate(MAX_OPTIONS);
+        }
+    }
+    if best.is_empty() {
+        return none_answer(candidates.list.is_empty(), masks_met, criteria);
+    }
+    let options = best
+        .into_iter()
+        .map(|(_, candidate, payer, geography)| RouteOption {
             partner_id: candidate.partner_id,
             name: candidate.name.clone(),
             home_system: candidate.home_system.clone(),
             home_crm_id: candidate.home_crm_id.clone(),
             fit: Fit {
-                payer_in_network: payer.flatten(),
+                payer_in_network: payer.map(str::to_string),
                 level_offered: criteria.level.clone(),
-                geography: geography(criteria.zip3.as_deref(), candidate.zip3.as_deref()),
+                geography,
                 zip3: candidate.zip3.clone(),
                 preferred: candidate.preferred,
-                accepting: if candidate.accepting == Some(true) {
-                    Accepting::Yes
-                } else {
-                    Accepting::Unknown
+                accepting: match candidate.accepting {
+                    Some(true) => Accepting::Yes,
+                    _ => Accepting::Unknown,
                 },
             },
-        });
-    }
-    if options.is_empty() {
-        return none_answer(&met, criteria);
-    }
-    options.sort_by_cached_key(|option| {
-        (
-            option.fit.geography.tier(),
-            !option.fit.preferred,
-            option.fit.accepting != Accepting::Yes,
-            option.name.to_lowercase(),
-            option.partner_id,
-        )
-    });
-    options.truncate(MAX_OPTIONS);
+        })
+        .collect();
     RouteAnswer {
         options,
         none_reason: None,
@@ -846,43 +902,30 @@ fn geography(patient: Option<&str>, partner: Option<&str>) -> Geography {
 }
 
 /// The smallest set of imposed requirements that no candidate meets together (single
-/// requirements first, in sentence order), as a sentence with and without patient values.
-fn none_answer(met: &[Vec<Requirement>], criteria: &Criteria) -> RouteAnswer {
-    if met.is_empty() {
+/// requirements first; within a size, level before payer before acceptance), as a sentence with
+/// and without patient values. `masks_met` has bit `m` set when some candidate meets exactly the
+/// requirements of mask `m`.
+fn none_answer(no_candidates: bool, masks_met: u8, criteria: &Criteria) -> RouteAnswer {
+    if no_candidates {
         let sentence =
             "no partner is described yet: sync a CRM, or describe partners in [[routing.partner]]";
         return RouteAnswer::none(sentence.to_string(), sentence.to_string());
     }
-    let mut imposed = vec![Requirement::Accepting];
+    let mut imposed = Requirement::Accepting as u8;
     if criteria.level.is_some() {
-        imposed.push(Requirement::Level);
+        imposed |= Requirement::Level as u8;
     }
     if criteria.payer.is_some() {
-        imposed.push(Requirement::Payer);
+        imposed |= Requirement::Payer as u8;
     }
-    let mut subsets: Vec<Vec<Requirement>> = (1u32..(1 << imposed.len()))
-        .map(|mask| {
-            imposed
-                .iter()
-                .enumerate()
-                .filter(|(bit, _)| mask & (1 << bit) != 0)
-                .map(|(_, requirement)| *requirement)
-                .collect()
-        })
-        .collect();
-    // By size; within a size, level before payer before acceptance (what a reader checks first).
-    let order = |requirement: &Requirement| match requirement {
-        Requirement::Level => 0,
-        Requirement::Payer => 1,
-        Requirement::Accepting => 2,
-    };
-    subsets.sort_by_key(|subset| (subset.len(), subset.iter().map(order).collect::<Vec<_>>()));
-    let eliminating = subsets
+    let met_together =
+        |subset: u8| (0..8u8).any(|mask| masks_met & (1 << mask) != 0 && mask & subset == subset);
+    // Level = 2, Payer = 4, Accepting = 1: this order is by size, then level, payer, acceptance.
+    const SUBSETS: [u8; 7] = [2, 4, 1, 6, 3, 5, 7];
+    let eliminating = SUBSETS
         .into_iter()
-        .find(|subset| {
-            !met.iter()
-                .any(|meets| subset.iter().all(|requirement| meets.contains(requirement)))
-        })
+        .filter(|subset| subset & imposed == *subset)
+        .find(|subset| !met_together(*subset))
         .unwrap_or(imposed);
     let level = criteria.level.as_deref().unwrap_or_default();
     let payer = criteria
@@ -891,12 +934,12 @@ fn none_answer(met: &[Vec<Requirement>], criteria: &Criteria) -> RouteAnswer {
         .map_or("", |(_, given)| given.as_str());
     RouteAnswer::none(
         sentence(
-            &eliminating,
+            eliminating,
             &format!("offers ASAM {level}"),
             &format!("in network with {payer}"),
         ),
         sentence(
-            &eliminating,
+            eliminating,
             "offers the requested level of care",
             "in network for the lead's payer",
         ),
@@ -904,10 +947,13 @@ fn none_answer(met: &[Vec<Requirement>], criteria: &Criteria) -> RouteAnswer {
 }
 
 /// "no accepting partner offers ASAM 3.7 in network with Aetna", from the requirements named.
-fn sentence(requirements: &[Requirement], offers_level: &str, in_network: &str) -> String {
-    let accepting = requirements.contains(&Requirement::Accepting);
-    let level = requirements.contains(&Requirement::Level);
-    let payer = requirements.contains(&Requirement::Payer);
+fn sentence(requirements: u8, offers_level: &str, in_network: &str) -> String {
+    let named = |requirement: Requirement| requirements & requirement as u8 != 0;
+    let (accepting, level, payer) = (
+        named(Requirement::Accepting),
+        named(Requirement::Level),
+        named(Requirement::Payer),
+    );
     let subject = if accepting && (level || payer) {
         "no accepting partner"
     } else {

@@ -1,90 +1,100 @@
 //! Routing on small ledgers built with SQL: what a director would see in the suggestions.
+//!
+//! Partners and deals are written one per line as `name; key=value; flag; …` (see [`partner`]
+//! and [`deal`]), so that each case reads as a small table.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use super::*;
 use crate::ledger::Ledger;
 
-/// A partner to put in the ledger. With `profile`, it has a `partner_profile` row (home record
-/// `salesforce:001<id>`); without, it is known only from the EHR (`ehr:<name>`).
-#[derive(Clone, Copy)]
-struct P {
-    name: &'static str,
-    zip3: Option<&'static str>,
-    payers: &'static [&'static str],
-    levels: &'static [&'static str],
-    accepting: Option<bool>,
-    preferred: Option<bool>,
-    profile: bool,
-    /// Merged into the first partner of the case.
-    merged: bool,
+/// `name; key=value; flag; …` → the name and its settings.
+fn fields(spec: &str) -> (&str, HashMap<&str, &str>) {
+    let mut parts = spec.split(';').map(str::trim);
+    let name = parts.next().unwrap_or_default();
+    let settings = parts
+        .filter(|part| !part.is_empty())
+        .map(|part| part.split_once('=').unwrap_or((part, "")))
+        .collect();
+    (name, settings)
 }
 
-const P0: P = P {
-    name: "",
-    zip3: None,
-    payers: &[],
-    levels: &[],
-    accepting: None,
-    preferred: None,
-    profile: true,
-    merged: false,
-};
+fn list(text: Option<&&str>) -> Vec<String> {
+    text.map_or(Vec::new(), |text| {
+        text.split(',').map(|s| s.trim().to_string()).collect()
+    })
+}
 
-fn ledger_with(partners: &[P]) -> (tempfile::TempDir, Ledger) {
-    let directory = tempfile::tempdir().unwrap();
-    let ledger = Ledger::open(&directory.path().join("ledger.db"), Duration::from_secs(5)).unwrap();
-    let c = ledger.connection();
-    for partner in partners {
-        c.execute(
+fn flag(text: Option<&&str>) -> Option<bool> {
+    text.map(|text| match *text {
+        "true" => true,
+        "false" => false,
+        other => panic!("{other:?} is not true or false"),
+    })
+}
+
+/// A partner from `name; zip3=303; payers=Aetna,Self-pay; levels=3.5,3.7; accepting=false;
+/// preferred=true; ehr-only; merged`. With a profile (the default) its home record is
+/// `salesforce:001<id>`; `ehr-only` partners have no profile and are `ehr:<name>`; `merged`
+/// ones are merged into the first partner of the ledger.
+fn add_partner(connection: &Connection, spec: &str) {
+    let (name, settings) = fields(spec);
+    let normalized = crate::partners::normalize_name(name);
+    connection
+        .execute(
             "INSERT INTO partner (name, normalized_name, origin, created_at, updated_at)
              VALUES (?1, ?2, 'crm', 't', 't')",
-            params![partner.name, crate::partners::normalize_name(partner.name)],
+            params![name, normalized],
         )
         .unwrap();
-        let id = c.last_insert_rowid();
-        let (system, key) = if partner.profile {
-            ("salesforce", format!("001{id}"))
-        } else {
-            ("ehr", partner.name.to_string())
-        };
-        c.execute(
+    let id = connection.last_insert_rowid();
+    let profile = !settings.contains_key("ehr-only");
+    let (system, key) = match profile {
+        true => ("salesforce", format!("001{id}")),
+        false => ("ehr", name.to_string()),
+    };
+    connection
+        .execute(
             "INSERT INTO partner_source_record (partner_id, system, external_key, raw_name,
                  normalized_name, match_method, confidence, first_seen_at)
              VALUES (?1, ?2, ?3, ?4, ?5, 'new', 1.0, 't')",
-            params![
-                id,
-                system,
-                key,
-                partner.name,
-                crate::partners::normalize_name(partner.name)
-            ],
+            params![id, system, key, name, normalized],
         )
         .unwrap();
-        if partner.profile {
-            c.execute(
+    if profile {
+        connection
+            .execute(
                 "INSERT INTO partner_profile (partner_id, home_system, home_crm_id, zip3, payers,
                      levels_of_care, accepting_referrals, preferred)
                  VALUES (?1, 'salesforce', ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![
                     id,
                     key,
-                    partner.zip3,
-                    serde_json::to_string(partner.payers).unwrap(),
-                    serde_json::to_string(partner.levels).unwrap(),
-                    partner.accepting,
-                    partner.preferred
+                    settings.get("zip3"),
+                    serde_json::to_string(&list(settings.get("payers"))).unwrap(),
+                    serde_json::to_string(&list(settings.get("levels"))).unwrap(),
+                    flag(settings.get("accepting")),
+                    flag(settings.get("preferred")),
                 ],
             )
             .unwrap();
-        }
-        if partner.merged {
-            c.execute(
+    }
+    if settings.contains_key("merged") {
+        connection
+            .execute(
                 "UPDATE partner SET merged_into = (SELECT MIN(id) FROM partner) WHERE id = ?1",
                 [id],
             )
             .unwrap();
-        }
+    }
+}
+
+fn ledger_with(partners: &[&str]) -> (tempfile::TempDir, Ledger) {
+    let directory = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(&directory.path().join("ledger.db"), Duration::from_secs(5)).unwrap();
+    for spec in partners {
+        add_partner(ledger.connection(), spec);
     }
     (directory, ledger)
 }
@@ -118,7 +128,7 @@ enum Expect {
 /// Routes `request` over `partners` (and `overrides`) and compares what a director would see.
 fn check(
     case: &str,
-    partners: &[P],
+    partners: &[&str],
     overrides: Vec<PartnerOverride>,
     request: RouteRequest,
     expect: Expect,
@@ -149,18 +159,8 @@ fn partners_are_ranked_by_fit_to_the_patient() {
     check(
         "in network beats a closer partner out of network, which is excluded",
         &[
-            P {
-                name: "Close Cigna",
-                zip3: Some("303"),
-                payers: &["Cigna"],
-                ..P0
-            },
-            P {
-                name: "Far Aetna",
-                zip3: Some("999"),
-                payers: &["Aetna"],
-                ..P0
-            },
+            "Close Cigna; zip3=303; payers=Cigna",
+            "Far Aetna; zip3=999; payers=Aetna",
         ],
         vec![],
         request("aetna", "", "303"),
@@ -169,16 +169,8 @@ fn partners_are_ranked_by_fit_to_the_patient() {
     check(
         "payers compare without case, spacing or punctuation",
         &[
-            P {
-                name: "Cash Clinic",
-                payers: &["Self-pay"],
-                ..P0
-            },
-            P {
-                name: "Medicaid Clinic",
-                payers: &["Georgia Medicaid"],
-                ..P0
-            },
+            "Cash Clinic; payers=Self-pay",
+            "Medicaid Clinic; payers=Georgia Medicaid",
         ],
         vec![],
         request("SELF PAY", "", ""),
@@ -186,18 +178,7 @@ fn partners_are_ranked_by_fit_to_the_patient() {
     );
     check(
         "the requested level of care is required",
-        &[
-            P {
-                name: "Residential",
-                levels: &["3.5"],
-                ..P0
-            },
-            P {
-                name: "Detox",
-                levels: &["3.7", "3.7-WM"],
-                ..P0
-            },
-        ],
+        &["Residential; levels=3.5", "Detox; levels=3.7,3.7-WM"],
         vec![],
         request("", "ASAM 3.7 WM", ""),
         Names(&["Detox"]),
@@ -205,18 +186,8 @@ fn partners_are_ranked_by_fit_to_the_patient() {
     check(
         "a partner not accepting referrals is excluded, however well it fits",
         &[
-            P {
-                name: "Full House",
-                zip3: Some("303"),
-                accepting: Some(false),
-                preferred: Some(true),
-                ..P0
-            },
-            P {
-                name: "Open Door",
-                zip3: Some("999"),
-                ..P0
-            },
+            "Full House; zip3=303; accepting=false; preferred=true",
+            "Open Door; zip3=999",
         ],
         vec![],
         request("", "", "303"),
@@ -224,46 +195,14 @@ fn partners_are_ranked_by_fit_to_the_patient() {
     );
     check(
         "same ZIP3 beats same region beats elsewhere, whatever the names",
-        &[
-            P {
-                name: "Alpha",
-                zip3: Some("310"),
-                ..P0
-            },
-            P {
-                name: "Yew",
-                zip3: Some("305"),
-                ..P0
-            },
-            P {
-                name: "Zeta",
-                zip3: Some("303"),
-                ..P0
-            },
-        ],
+        &["Alpha; zip3=310", "Yew; zip3=305", "Zeta; zip3=303"],
         vec![],
         request("", "", "303"),
         Names(&["Zeta", "Yew", "Alpha"]),
     );
     check(
-        "elsewhere and unknown tie, then the name decides",
-        &[
-            P {
-                name: "Zulu",
-                zip3: Some("310"),
-                ..P0
-            },
-            P {
-                name: "Bravo",
-                zip3: None,
-                ..P0
-            },
-            P {
-                name: "Withheld",
-                zip3: Some("000"),
-                ..P0
-            },
-        ],
+        "elsewhere and unknown (or withheld) tie, then the name decides",
+        &["Zulu; zip3=310", "Bravo", "Withheld; zip3=000"],
         vec![],
         request("", "", "303"),
         Names(&["Bravo", "Withheld", "Zulu"]),
@@ -271,23 +210,9 @@ fn partners_are_ranked_by_fit_to_the_patient() {
     check(
         "preferred breaks a tie but never beats geography",
         &[
-            P {
-                name: "Able",
-                zip3: Some("303"),
-                ..P0
-            },
-            P {
-                name: "Baker",
-                zip3: Some("303"),
-                preferred: Some(true),
-                ..P0
-            },
-            P {
-                name: "Charlie",
-                zip3: Some("999"),
-                preferred: Some(true),
-                ..P0
-            },
+            "Able; zip3=303",
+            "Baker; zip3=303; preferred=true",
+            "Charlie; zip3=999; preferred=true",
         ],
         vec![],
         request("", "", "303"),
@@ -295,56 +220,21 @@ fn partners_are_ranked_by_fit_to_the_patient() {
     );
     check(
         "accepting known to be true beats unknown",
-        &[
-            P {
-                name: "Able",
-                zip3: Some("303"),
-                accepting: None,
-                ..P0
-            },
-            P {
-                name: "Baker",
-                zip3: Some("303"),
-                accepting: Some(true),
-                ..P0
-            },
-        ],
+        &["Able; zip3=303", "Baker; zip3=303; accepting=true"],
         vec![],
         request("", "", "303"),
         Names(&["Baker", "Able"]),
     );
     check(
         "a config override marks a partner preferred",
-        &[
-            P {
-                name: "Able",
-                zip3: Some("303"),
-                ..P0
-            },
-            P {
-                name: "Baker",
-                zip3: Some("303"),
-                ..P0
-            },
-        ],
+        &["Able; zip3=303", "Baker; zip3=303"],
         vec![overriding("salesforce:0012", |o| o.preferred = Some(true))],
         request("", "", "303"),
         Names(&["Baker", "Able"]),
     );
     check(
         "a config override fills in the payers the CRM lacks",
-        &[
-            P {
-                name: "Able",
-                payers: &[],
-                ..P0
-            },
-            P {
-                name: "Baker",
-                payers: &["Cigna"],
-                ..P0
-            },
-        ],
+        &["Able", "Baker; payers=Cigna"],
         vec![overriding("salesforce:0011", |o| {
             o.payers = Some(vec!["Aetna".into()])
         })],
@@ -353,39 +243,16 @@ fn partners_are_ranked_by_fit_to_the_patient() {
     );
     check(
         "a config override describes a partner known only from the EHR, by a normalized name",
-        &[
-            P {
-                name: "Harbor Detox",
-                profile: false,
-                ..P0
-            },
-            P {
-                name: "Residential",
-                levels: &["3.5"],
-                ..P0
-            },
-        ],
+        &["Harbor Detox; ehr-only", "Residential; levels=3.5"],
         vec![overriding("ehr:HARBOR DETOX, Inc.", |o| {
-            o.levels_of_care = Some(vec!["ASAM 3.7".into()]);
+            o.levels_of_care = Some(vec!["ASAM 3.7".into()])
         })],
         request("", "3.7", ""),
         Names(&["Harbor Detox"]),
     );
     check(
         "a config override can stop referrals to a partner",
-        &[
-            P {
-                name: "Able",
-                zip3: Some("303"),
-                accepting: Some(true),
-                ..P0
-            },
-            P {
-                name: "Baker",
-                zip3: Some("999"),
-                ..P0
-            },
-        ],
+        &["Able; zip3=303; accepting=true", "Baker; zip3=999"],
         vec![overriding("salesforce:0011", |o| {
             o.accepting_referrals = Some(false)
         })],
@@ -394,13 +261,7 @@ fn partners_are_ranked_by_fit_to_the_patient() {
     );
     check(
         "an override for a record the ledger does not hold changes nothing",
-        &[
-            P { name: "Able", ..P0 },
-            P {
-                name: "Baker",
-                ..P0
-            },
-        ],
+        &["Able", "Baker"],
         vec![overriding("hubspot:404", |o| o.preferred = Some(true))],
         request("", "", "303"),
         Names(&["Able", "Baker"]),
@@ -408,21 +269,9 @@ fn partners_are_ranked_by_fit_to_the_patient() {
     check(
         "an override follows a merged partner to the one it was merged into",
         &[
-            P {
-                name: "Mercy Hospital",
-                zip3: Some("999"),
-                ..P0
-            },
-            P {
-                name: "Baker",
-                zip3: Some("999"),
-                ..P0
-            },
-            P {
-                name: "Mercy Hosp ED",
-                merged: true,
-                ..P0
-            },
+            "Mercy Hospital; zip3=999",
+            "Baker; zip3=999",
+            "Mercy Hosp ED; merged",
         ],
         vec![overriding("salesforce:0013", |o| {
             o.zip3 = Some("303".into())
@@ -432,19 +281,7 @@ fn partners_are_ranked_by_fit_to_the_patient() {
     );
     check(
         "merged partners are never suggested",
-        &[
-            P {
-                name: "Survivor",
-                levels: &["3.5"],
-                ..P0
-            },
-            P {
-                name: "Absorbed",
-                levels: &["3.5"],
-                merged: true,
-                ..P0
-            },
-        ],
+        &["Survivor; levels=3.5", "Absorbed; levels=3.5; merged"],
         vec![],
         request("", "3.5", ""),
         Names(&["Survivor"]),
@@ -452,31 +289,11 @@ fn partners_are_ranked_by_fit_to_the_patient() {
     check(
         "at most three options",
         &[
-            P {
-                name: "A",
-                levels: &["OTP"],
-                ..P0
-            },
-            P {
-                name: "B",
-                levels: &["OTP"],
-                ..P0
-            },
-            P {
-                name: "C",
-                levels: &["OTP"],
-                ..P0
-            },
-            P {
-                name: "D",
-                levels: &["OTP"],
-                ..P0
-            },
-            P {
-                name: "E",
-                levels: &["OTP"],
-                ..P0
-            },
+            "A; levels=OTP",
+            "B; levels=OTP",
+            "C; levels=OTP",
+            "D; levels=OTP",
+            "E; levels=OTP",
         ],
         vec![],
         request("", "otp", ""),
@@ -489,35 +306,21 @@ fn when_nothing_fits_the_reason_names_the_eliminating_requirement() {
     use Expect::*;
     check(
         "no one offers the level",
-        &[P {
-            name: "Residential",
-            levels: &["3.5"],
-            payers: &["Aetna"],
-            ..P0
-        }],
+        &["Residential; levels=3.5; payers=Aetna"],
         vec![],
         request("Aetna", "3.7", "303"),
         NoneBecause("no partner offers ASAM 3.7"),
     );
     check(
         "no one takes the payer",
-        &[P {
-            name: "Residential",
-            levels: &["3.7"],
-            payers: &["Cigna"],
-            ..P0
-        }],
+        &["Residential; levels=3.7; payers=Cigna"],
         vec![],
         request("Aetna", "3.7", ""),
         NoneBecause("no partner is in network with Aetna"),
     );
     check(
         "no one accepts referrals",
-        &[P {
-            name: "Full",
-            accepting: Some(false),
-            ..P0
-        }],
+        &["Full; accepting=false"],
         vec![],
         request("", "", "303"),
         NoneBecause("no partner is accepting referrals"),
@@ -525,18 +328,8 @@ fn when_nothing_fits_the_reason_names_the_eliminating_requirement() {
     check(
         "level and payer exist, but not together",
         &[
-            P {
-                name: "Detox",
-                levels: &["3.7"],
-                payers: &["Cigna"],
-                ..P0
-            },
-            P {
-                name: "Residential",
-                levels: &["3.5"],
-                payers: &["Aetna"],
-                ..P0
-            },
+            "Detox; levels=3.7; payers=Cigna",
+            "Residential; levels=3.5; payers=Aetna",
         ],
         vec![],
         request("Aetna", "3.7", ""),
@@ -545,17 +338,8 @@ fn when_nothing_fits_the_reason_names_the_eliminating_requirement() {
     check(
         "the one partner offering the level is not accepting",
         &[
-            P {
-                name: "Detox",
-                levels: &["3.7"],
-                accepting: Some(false),
-                ..P0
-            },
-            P {
-                name: "Residential",
-                levels: &["3.5"],
-                ..P0
-            },
+            "Detox; levels=3.7; accepting=false",
+            "Residential; levels=3.5",
         ],
         vec![],
         request("", "3.7", ""),
@@ -564,25 +348,9 @@ fn when_nothing_fits_the_reason_names_the_eliminating_requirement() {
     check(
         "every pair of requirements is met somewhere, all three nowhere",
         &[
-            P {
-                name: "Full",
-                levels: &["3.7"],
-                payers: &["Aetna"],
-                accepting: Some(false),
-                ..P0
-            },
-            P {
-                name: "Detox",
-                levels: &["3.7"],
-                payers: &["Cigna"],
-                ..P0
-            },
-            P {
-                name: "Residential",
-                levels: &["3.5"],
-                payers: &["Aetna"],
-                ..P0
-            },
+            "Full; levels=3.7; payers=Aetna; accepting=false",
+            "Detox; levels=3.7; payers=Cigna",
+            "Residential; levels=3.5; payers=Aetna",
         ],
         vec![],
         request("Aetna", "3.7", ""),
@@ -590,11 +358,7 @@ fn when_nothing_fits_the_reason_names_the_eliminating_requirement() {
     );
     check(
         "no partner described at all",
-        &[P {
-            name: "Known Only From The EHR",
-            profile: false,
-            ..P0
-        }],
+        &["Known Only From The EHR; ehr-only"],
         vec![],
         request("Aetna", "", ""),
         NoneBecause(
@@ -606,29 +370,9 @@ fn when_nothing_fits_the_reason_names_the_eliminating_requirement() {
 #[test]
 fn reasons_read_as_a_person_would_and_task_reasons_carry_no_patient_value() {
     let (_directory, ledger) = ledger_with(&[
-        P {
-            name: "Peachtree Detox",
-            zip3: Some("303"),
-            payers: &["Aetna", "Cigna"],
-            levels: &["3.5", "3.7"],
-            accepting: Some(true),
-            preferred: Some(true),
-            ..P0
-        },
-        P {
-            name: "Region",
-            zip3: Some("305"),
-            payers: &["Aetna"],
-            levels: &["3.5"],
-            ..P0
-        },
-        P {
-            name: "Far",
-            zip3: Some("310"),
-            payers: &["Aetna"],
-            levels: &["3.5"],
-            ..P0
-        },
+        "Peachtree Detox; zip3=303; payers=Aetna,Cigna; levels=3.5,3.7; accepting=true; preferred=true",
+        "Region; zip3=305; payers=Aetna; levels=3.5",
+        "Far; zip3=310; payers=Aetna; levels=3.5",
     ]);
     let config = RoutingConfig::default();
     let answer = route(
@@ -683,7 +427,9 @@ fn reasons_read_as_a_person_would_and_task_reasons_carry_no_patient_value() {
     );
 
     // No payer name, level code or ZIP3 in any task text, whatever was asked.
-    let patient_values = ["aetna", "cigna", "3.5", "3.7", "303", "305", "310", "30"];
+    let patient_values = [
+        "aetna", "cigna", "humana", "3.5", "3.7", "303", "305", "310", "30",
+    ];
     for request in [
         request("Aetna", "3.5", "303"),
         request("Cigna", "3.7", "305"),
@@ -742,32 +488,13 @@ fn add_referrals(connection: &Connection, partner_id: i64) {
 #[test]
 fn reciprocity_never_wins() {
     let (_directory, ledger) = ledger_with(&[
-        P {
-            name: "Near",
-            zip3: Some("303"),
-            payers: &["Aetna"],
-            levels: &["3.5"],
-            ..P0
-        },
-        P {
-            name: "Able",
-            zip3: Some("310"),
-            payers: &["Aetna"],
-            levels: &["3.5"],
-            ..P0
-        },
-        P {
-            name: "Baker",
-            zip3: Some("310"),
-            payers: &["Aetna"],
-            levels: &["3.5"],
-            ..P0
-        },
+        "Near; zip3=303; payers=Aetna; levels=3.5",
+        "Able; zip3=310; payers=Aetna; levels=3.5",
+        "Baker; zip3=310; payers=Aetna; levels=3.5",
     ]);
     let c = ledger.connection();
     let config = RoutingConfig::default();
     let asked = request("Aetna", "3.5", "303");
-    let before = route(c, &config, &asked).unwrap();
     let names = |answer: &RouteAnswer| {
         answer
             .options
@@ -775,6 +502,7 @@ fn reciprocity_never_wins() {
             .map(|o| o.name.clone())
             .collect::<Vec<_>>()
     };
+    let before = route(c, &config, &asked).unwrap();
     assert_eq!(names(&before), ["Near", "Able", "Baker"]);
 
     // Baker fits worse than Near and ties with Able; a busy two-way relationship changes nothing.
@@ -790,7 +518,7 @@ fn reciprocity_never_wins() {
 
 #[test]
 fn requests_are_checked_before_the_ledger_is_read() {
-    let (_directory, ledger) = ledger_with(&[P { name: "Able", ..P0 }]);
+    let (_directory, ledger) = ledger_with(&["Able"]);
     let config = RoutingConfig::default();
     let error = |r: RouteRequest| route(ledger.connection(), &config, &r).unwrap_err();
     assert!(matches!(
@@ -812,56 +540,41 @@ fn requests_are_checked_before_the_ledger_is_read() {
     assert!(error(request("", "", "3033")).is_input());
 }
 
-/// A CRM lead (or other deal) for the lead-suggestion test.
-struct Deal {
-    system: &'static str,
-    crm_id: &'static str,
-    direction: &'static str,
-    disposition: &'static str,
-    reason: Option<&'static str>,
-    date: &'static str,
-    payer: Option<&'static str>,
-    level: Option<&'static str>,
-    inquiry_id: Option<&'static str>,
-    parent_inquiry_id: Option<&'static str>,
-    deleted: bool,
-    /// The linked EHR referral: (payer, level code, ZIP3).
-    ehr: Option<(
-        Option<&'static str>,
-        Option<&'static str>,
-        Option<&'static str>,
-    )>,
-}
-
-const D0: Deal = Deal {
-    system: "salesforce",
-    crm_id: "",
-    direction: "in",
-    disposition: "not_admitted",
-    reason: Some("capacity"),
-    date: "2026-03-15",
-    payer: None,
-    level: None,
-    inquiry_id: None,
-    parent_inquiry_id: None,
-    deleted: false,
-    ehr: None,
-};
-
-fn add_deal(connection: &Connection, deal: &Deal) {
-    let referral_id =
-        deal.ehr.map(|(payer, level, zip3)| {
+/// A CRM deal from `crm_id; system=hubspot; direction=out; disposition=admitted; reason=…;
+/// date=…; payer=…; level=…; inquiry=…; parent=…; deleted; ehr_payer=…; ehr_level=…;
+/// ehr_zip3=…`. Defaults: a Salesforce inbound lead, not admitted for capacity, on 2026-03-15,
+/// owned by 005R; any `ehr_*` links it to an EHR referral holding those values.
+fn add_deal(connection: &Connection, spec: &str) {
+    let (crm_id, settings) = fields(spec);
+    let get = |key: &str| settings.get(key).copied().filter(|value| !value.is_empty());
+    let date = get("date").unwrap_or("2026-03-15");
+    let inquiry_id = get("inquiry");
+    let referral_id = ["ehr_payer", "ehr_level", "ehr_zip3"]
+        .iter()
+        .any(|key| settings.contains_key(key))
+        .then(|| {
             connection
-            .execute(
-                "INSERT INTO referral (source_system, inquiry_id, direction, inquiry_date, payer,
-                     level_of_care_scheme, level_of_care_code, zip3, disposition,
-                     first_import_run_id, last_import_run_id)
-                 VALUES ('ehr', ?1, 'in', ?2, ?3, 'asam3', ?4, ?5, 'not_admitted', 1, 1)",
-                params![deal.inquiry_id.unwrap_or(deal.crm_id), deal.date, payer, level, zip3],
-            )
-            .unwrap();
+                .execute(
+                    "INSERT INTO referral (source_system, inquiry_id, direction, inquiry_date,
+                         payer, level_of_care_scheme, level_of_care_code, zip3, disposition,
+                         first_import_run_id, last_import_run_id)
+                     VALUES ('ehr', ?1, 'in', ?2, ?3, 'asam3', ?4, ?5, 'not_admitted', 1, 1)",
+                    params![
+                        inquiry_id.unwrap_or(crm_id),
+                        date,
+                        get("ehr_payer"),
+                        get("ehr_level"),
+                        get("ehr_zip3")
+                    ],
+                )
+                .unwrap();
             connection.last_insert_rowid()
         });
+    // `reason=` (empty) means none.
+    let reason = match settings.contains_key("reason") {
+        true => get("reason"),
+        false => Some("capacity"),
+    };
     connection
         .execute(
             "INSERT INTO crm_referral (system, crm_id, partner_id, referral_id, inquiry_id,
@@ -869,18 +582,18 @@ fn add_deal(connection: &Connection, deal: &Deal) {
                  level_of_care, inquiry_date, owner_id, deleted)
              VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6, 'Closed', ?7, ?8, ?9, ?10, ?11, '005R', ?12)",
             params![
-                deal.system,
-                deal.crm_id,
+                get("system").unwrap_or("salesforce"),
+                crm_id,
                 referral_id,
-                deal.inquiry_id,
-                deal.direction,
-                deal.parent_inquiry_id,
-                deal.disposition,
-                deal.reason,
-                deal.payer,
-                deal.level,
-                deal.date,
-                deal.deleted
+                inquiry_id,
+                get("direction").unwrap_or("in"),
+                get("parent"),
+                get("disposition").unwrap_or("not_admitted"),
+                reason,
+                get("payer"),
+                get("level"),
+                date,
+                settings.contains_key("deleted"),
             ],
         )
         .unwrap();
@@ -889,123 +602,29 @@ fn add_deal(connection: &Connection, deal: &Deal) {
 #[test]
 fn lead_suggestions_pick_non_converting_referable_leads_in_the_window_not_referred_out() {
     let (_directory, ledger) = ledger_with(&[
-        P {
-            name: "Near",
-            zip3: Some("303"),
-            payers: &["Aetna", "Cigna"],
-            levels: &["3.5", "3.7"],
-            ..P0
-        },
-        P {
-            name: "Far",
-            zip3: Some("310"),
-            payers: &["Aetna"],
-            levels: &["3.5"],
-            ..P0
-        },
+        "Near; zip3=303; payers=Aetna,Cigna; levels=3.5,3.7",
+        "Far; zip3=310; payers=Aetna; levels=3.5",
     ]);
     let c = ledger.connection();
-    let deals = [
-        Deal {
-            crm_id: "006-oon",
-            reason: Some("out_of_network"),
-            date: "2026-03-10",
-            payer: Some("Aetna"),
-            level: Some("ASAM 3.5"),
-            inquiry_id: Some("I1"),
-            ehr: Some((None, None, Some("303"))),
-            ..D0
-        },
-        Deal {
-            crm_id: "006-first-day",
-            date: "2026-03-01",
-            payer: Some("Aetna"),
-            ..D0
-        },
-        Deal {
-            crm_id: "006-too-old",
-            date: "2026-02-28",
-            payer: Some("Aetna"),
-            ..D0
-        },
-        Deal {
-            crm_id: "006-future",
-            date: "2026-04-01",
-            payer: Some("Aetna"),
-            ..D0
-        },
-        Deal {
-            crm_id: "006-declined",
-            reason: Some("declined"),
-            payer: Some("Aetna"),
-            ..D0
-        },
-        Deal {
-            crm_id: "006-admitted",
-            disposition: "admitted",
-            reason: None,
-            payer: Some("Aetna"),
-            ..D0
-        },
-        Deal {
-            crm_id: "006-pending",
-            disposition: "pending",
-            reason: None,
-            payer: Some("Aetna"),
-            ..D0
-        },
-        Deal {
-            crm_id: "006-deleted",
-            deleted: true,
-            payer: Some("Aetna"),
-            ..D0
-        },
-        Deal {
-            crm_id: "006-sent-out-in-crm",
-            payer: Some("Aetna"),
-            inquiry_id: Some("I5"),
-            ..D0
-        },
-        Deal {
-            crm_id: "006-I5-OUT",
-            direction: "out",
-            disposition: "pending",
-            reason: None,
-            inquiry_id: Some("I5-OUT"),
-            parent_inquiry_id: Some("I5"),
-            ..D0
-        },
-        Deal {
-            crm_id: "006-sent-out-in-ehr",
-            reason: Some("geography"),
-            payer: Some("Aetna"),
-            inquiry_id: Some("I6"),
-            ..D0
-        },
-        Deal {
-            crm_id: "006-outbound",
-            direction: "out",
-            payer: Some("Aetna"),
-            ..D0
-        },
-        Deal {
-            system: "hubspot",
-            crm_id: "9001",
-            reason: Some("level_of_care_mismatch"),
-            date: "2026-03-10",
-            inquiry_id: Some("I9"),
-            ehr: Some((Some("Cigna"), Some("3.7"), Some("305"))),
-            ..D0
-        },
-        Deal {
-            crm_id: "006-unknown",
-            date: "2026-03-20",
-            ..D0
-        },
-    ];
-    for deal in &deals {
+    for deal in [
+        "006-oon; reason=out_of_network; date=2026-03-10; payer=Aetna; level=ASAM 3.5; inquiry=I1; ehr_zip3=303",
+        "006-first-day; date=2026-03-01; payer=Aetna",
+        "006-too-old; date=2026-02-28; payer=Aetna",
+        "006-future; date=2026-04-01; payer=Aetna",
+        "006-declined; reason=declined; payer=Aetna",
+        "006-admitted; disposition=admitted; reason=; payer=Aetna",
+        "006-pending; disposition=pending; reason=; payer=Aetna",
+        "006-deleted; deleted; payer=Aetna",
+        "006-sent-out-in-crm; payer=Aetna; inquiry=I5",
+        "006-I5-OUT; direction=out; disposition=pending; reason=; inquiry=I5-OUT; parent=I5",
+        "006-sent-out-in-ehr; reason=geography; payer=Aetna; inquiry=I6",
+        "006-outbound; direction=out; payer=Aetna",
+        "9001; system=hubspot; reason=level_of_care_mismatch; date=2026-03-10; inquiry=I9; ehr_payer=Cigna; ehr_level=3.7; ehr_zip3=305",
+        "006-unknown; date=2026-03-20",
+    ] {
         add_deal(c, deal);
     }
+    // The EHR says I6 was referred out.
     c.execute(
         "INSERT INTO referral (source_system, inquiry_id, direction, parent_inquiry_id,
              inquiry_date, disposition, first_import_run_id, last_import_run_id)
@@ -1017,23 +636,17 @@ fn lead_suggestions_pick_non_converting_referable_leads_in_the_window_not_referr
     let as_of = NaiveDate::from_ymd_opt(2026, 3, 31).unwrap();
     let config = RoutingConfig::default();
     let suggestions = lead_suggestions(c, &config, as_of).unwrap();
-    let leads: Vec<(&str, &str, String)> = suggestions
+    let leads: Vec<String> = suggestions
         .iter()
-        .map(|s| {
-            (
-                s.lead_crm_id.as_str(),
-                s.reason.as_str(),
-                s.inquiry_date.to_string(),
-            )
-        })
+        .map(|s| format!("{} {} {}", s.inquiry_date, s.lead_crm_id, s.reason))
         .collect();
     assert_eq!(
         leads,
         [
-            ("006-first-day", "capacity", "2026-03-01".to_string()),
-            ("9001", "level_of_care_mismatch", "2026-03-10".to_string()),
-            ("006-oon", "out_of_network", "2026-03-10".to_string()),
-            ("006-unknown", "capacity", "2026-03-20".to_string()),
+            "2026-03-01 006-first-day capacity",
+            "2026-03-10 9001 level_of_care_mismatch",
+            "2026-03-10 006-oon out_of_network",
+            "2026-03-20 006-unknown capacity",
         ]
     );
     let by_id = |id: &str| suggestions.iter().find(|s| s.lead_crm_id == id).unwrap();
