@@ -70,7 +70,9 @@ fn is_setting(text: &str) -> bool {
         return false;
     };
     (key.starts_with('"') && key.ends_with('"'))
-        || key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+        || key
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 #[test]
