@@ -119,14 +119,6 @@ struct AlertRow {
     opened_at: String,
 }
 
-fn parse_system(name: &str) -> Option<CrmSystem> {
-    match name {
-        "salesforce" => Some(CrmSystem::Salesforce),
-        "hubspot" => Some(CrmSystem::Hubspot),
-        _ => None,
-    }
-}
-
 /// The alert's rule and subject: its key without the episode.
 fn episode_of(key: &str) -> &str {
     key.rsplit_once(':').map_or(key, |(head, _)| head)
@@ -288,7 +280,7 @@ pub fn reconcile(
         if alert.state == "open"
             && answered.contains_key(&(alert.system.clone(), alert.key.clone()))
         {
-            let Some(system) = parse_system(&alert.system) else {
+            let Some(system) = CrmSystem::parse(&alert.system) else {
                 continue;
             };
             let ours = queued(connection, system, &alert.key)?;
@@ -338,7 +330,7 @@ pub fn reconcile(
     live.sort_by(|a, b| a.key.cmp(&b.key));
     for alert in live {
         let episode = episode_of(&alert.key);
-        let system = parse_system(&alert.system);
+        let system = CrmSystem::parse(&alert.system);
         match (holding.get(episode), alert.state.as_str()) {
             (Some((condition, target)), "open") => {
                 let intent = intent_for(condition, target, &alert.key, date_of(&alert.opened_at));

@@ -1012,10 +1012,9 @@ fn referable_leads(
             continue;
         };
         let system: String = row.get(0)?;
-        let system = match system.as_str() {
-            "salesforce" => CrmSystem::Salesforce,
-            "hubspot" => CrmSystem::Hubspot,
-            _ => {
+        let system = match CrmSystem::parse(&system) {
+            Some(system) => system,
+            None => {
                 tracing::warn!(lead = %crm_id, "a CRM referral names an unknown system; skipped");
                 continue;
             }

@@ -95,11 +95,13 @@ fn a_cycle_pushes_the_right_few_tasks_once_and_a_second_cycle_changes_nothing() 
         assert!(rules.contains(rule), "no {rule} task in {rules:?}");
     }
     // Refer-out tasks sit on the lead and list partners by fit, in words without patient values.
-    let refer_out = created
-        .iter()
-        .find(|t| t["rule"] == "refer_out")
-        .unwrap();
-    assert!(refer_out["title"].as_str().unwrap().starts_with("Refer out: "));
+    let refer_out = created.iter().find(|t| t["rule"] == "refer_out").unwrap();
+    assert!(
+        refer_out["title"]
+            .as_str()
+            .unwrap()
+            .starts_with("Refer out: ")
+    );
     // Every intent reached its CRM, once.
     for push in first["push"].as_array().unwrap() {
         assert_eq!(push["retryable"], 0, "{push}");
@@ -160,9 +162,17 @@ fn a_cycle_pushes_the_right_few_tasks_once_and_a_second_cycle_changes_nothing() 
         .find(|(_, key, _, _)| key.starts_with("refer_out:"))
         .unwrap();
     let options = lead_task.3["description"].as_str().unwrap();
-    assert!(options.contains("1. ") && options.contains("by fit only"), "{options}");
-    for patient_fact in ["Aetna", "Cigna", "Humana", "Medicaid", "Medicare", "ASAM", "3.7"] {
-        assert!(!options.contains(patient_fact), "{patient_fact} in {options}");
+    assert!(
+        options.contains("1. ") && options.contains("by fit only"),
+        "{options}"
+    );
+    for patient_fact in [
+        "Aetna", "Cigna", "Humana", "Medicaid", "Medicare", "ASAM", "3.7",
+    ] {
+        assert!(
+            !options.contains(patient_fact),
+            "{patient_fact} in {options}"
+        );
     }
     for text in &sent {
         let lower = text.to_lowercase();

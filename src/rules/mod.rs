@@ -62,14 +62,6 @@ struct Home {
     owner_active: bool,
 }
 
-fn system_named(name: &str) -> Option<CrmSystem> {
-    match name {
-        "salesforce" => Some(CrmSystem::Salesforce),
-        "hubspot" => Some(CrmSystem::Hubspot),
-        _ => None,
-    }
-}
-
 fn load_homes(connection: &Connection) -> rusqlite::Result<HashMap<i64, Home>> {
     let mut statement = connection.prepare(
         "SELECT partner_id, home_system, home_crm_id, owner_id, COALESCE(owner_active, 1)
@@ -109,7 +101,7 @@ fn partner_target(
             "{name} (#{partner_id}) is in no CRM: add it there or link it with [[identity.merge]]"
         ));
     };
-    let Some(system) = system_named(&system_name) else {
+    let Some(system) = CrmSystem::parse(&system_name) else {
         return Err(format!(
             "{name} (#{partner_id}) lives in {system_name}, which refbridge cannot write to"
         ));
@@ -403,7 +395,7 @@ fn placement_rule(
             .get(&partner_id)
             .cloned()
             .unwrap_or_else(|| format!("partner #{partner_id}"));
-        let target = match (system.as_deref().and_then(system_named), crm_id) {
+        let target = match (system.as_deref().and_then(CrmSystem::parse), crm_id) {
             (Some(system), Some(about_id)) if inputs.configured.contains(&system) => Ok(Target {
                 system,
                 about_id,

@@ -29,6 +29,15 @@ impl CrmSystem {
             CrmSystem::Hubspot => "hubspot",
         }
     }
+
+    /// The system an [`as_str`](CrmSystem::as_str) spelling names.
+    pub fn parse(text: &str) -> Option<CrmSystem> {
+        match text {
+            "salesforce" => Some(CrmSystem::Salesforce),
+            "hubspot" => Some(CrmSystem::Hubspot),
+            _ => None,
+        }
+    }
 }
 
 /// The streams a CRM connector pulls.
