@@ -285,3 +285,72 @@ fn a_cycle_pushes_the_right_few_tasks_once_and_a_second_cycle_changes_nothing() 
     let text = common::run_binary(&["plan"], Some(&world.config));
     assert!(text.stdout.starts_with("Plan as of "), "{}", text.stdout);
 }
+
+#[test]
+fn the_circuit_breaker_refuses_a_mass_change_until_it_is_accepted() {
+    let today = today();
+    let world = World::start(&["--as-of", &today]);
+    let ready = common::run_binary(
+        &["check-config", "--connect", "--create-task-key"],
+        Some(&world.config),
+    );
+    assert_eq!(ready.status, 0, "{}", ready.stdout);
+    let mut text = std::fs::read_to_string(&world.config).unwrap();
+    text.push_str("\n[outbox]\nmax_change_share = 0.1\nbreaker_min_open_tasks = 5\n");
+    std::fs::write(&world.config, &text).unwrap();
+    let first = world.sync();
+    let opened = first["evaluation"]["plan"]["create"].as_array().unwrap().len();
+    assert!(opened >= 5, "{opened}");
+
+    // Ops turn the biggest rule off: most open tasks would close at once.
+    let open_by_rule = |report: &Value| {
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        for task in report["evaluation"]["plan"]["create"].as_array().unwrap() {
+            *counts
+                .entry(task["rule"].as_str().unwrap().to_string())
+                .or_default() += 1;
+        }
+        counts
+    };
+    let (biggest, _) = open_by_rule(&first)
+        .into_iter()
+        .max_by_key(|(_, count)| *count)
+        .unwrap();
+    text.push_str(&format!("\n[rules.{biggest}]\nenabled = false\n"));
+    std::fs::write(&world.config, &text).unwrap();
+
+    let plan = common::run_binary(&["plan"], Some(&world.config));
+    assert_eq!(plan.status, 0, "{}", plan.stderr);
+    assert!(plan.stdout.contains("CIRCUIT BREAKER"), "{}", plan.stdout);
+    let refused = common::run_binary(&["sync", "--once"], Some(&world.config));
+    assert_eq!(refused.status, 1, "{}", refused.stdout);
+    assert!(
+        refused.stderr.contains("circuit breaker refused the plan"),
+        "{}",
+        refused.stderr
+    );
+    let tasks_closed = || {
+        world.count(
+            "SELECT COUNT() FROM Task WHERE Refbridge_Key__c != null AND Status = 'Completed'",
+        ) + world.hubspot_total(
+            "tasks",
+            serde_json::json!([{"filters": [
+                {"propertyName": "refbridge_key", "operator": "HAS_PROPERTY"},
+                {"propertyName": "hs_task_status", "operator": "EQ", "value": "COMPLETED"}
+            ]}]),
+        )
+    };
+    assert_eq!(tasks_closed(), 0, "nothing was closed");
+
+    let accepted = common::run_binary(
+        &["sync", "--once", "--json", "--allow-mass-change"],
+        Some(&world.config),
+    );
+    assert_eq!(accepted.status, 0, "{}", accepted.stderr);
+    let closed = accepted.json()["evaluation"]["plan"]["close"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert!(closed > 0);
+    assert!(tasks_closed() > 0, "the accepted plan reached the CRM");
+}
