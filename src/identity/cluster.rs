@@ -5,8 +5,9 @@
 //! Order: config merges → NPI → the link a record already has (a CRM id keeps its partner) →
 //! website domain → phone with the same ZIP (or city when a ZIP is missing) → normalized name and
 //! city → normalized name where one side has no city → config aliases. Two clusters are never
-//! joined when together they would hold two NPIs (or, for name evidence, two cities), unless a
-//! config merge says so; config splits take a record out of every link. Conflicts are judged on
+//! joined when together they would hold two NPIs (or, for domain and name evidence, two cities:
+//! a health system's branches share a website and often a name), unless a config merge says so;
+//! config splits take a record out of every link. Conflicts are judged on
 //! whole clusters, so a second run over its own result finds the same clusters.
 
 use std::collections::HashMap;
@@ -60,7 +61,8 @@ impl Method {
         // (NPIs, cities)
         match self {
             Method::Merge | Method::Npi => (false, false),
-            Method::NameCity | Method::Name => (true, true),
+            // A website shared across cities is a health system's, not one partner's.
+            Method::NameCity | Method::Name | Method::Domain => (true, true),
             _ => (true, false),
         }
     }
