@@ -104,8 +104,14 @@ fn main() {
     {
         let (name, partner) = row.expect("row");
         let family = family_by_name[name.as_str()];
-        partners_of_family.entry(family).or_default().insert(partner);
-        families_of_partner.entry(partner).or_default().insert(family);
+        partners_of_family
+            .entry(family)
+            .or_default()
+            .insert(partner);
+        families_of_partner
+            .entry(partner)
+            .or_default()
+            .insert(family);
     }
     let duplicates_joined = world
         .partners

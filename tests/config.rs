@@ -232,7 +232,11 @@ fn identity_merges_and_splits_are_checked_reference_by_reference() {
             output.stderr
         );
     }
-    assert!(output.stderr.contains("has 6 problems"), "{}", output.stderr);
+    assert!(
+        output.stderr.contains("has 6 problems"),
+        "{}",
+        output.stderr
+    );
     // References to records the ledger does not hold are not config errors: they wait.
     let waiting = Facility::new(
         "[[identity.merge]]\nrecords = [\"hubspot:1\", \"salesforce:001Z\"]\n\

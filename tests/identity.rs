@@ -105,7 +105,8 @@ fn a_world_pulled_from_both_crms_and_imported_from_its_ehr_resolves_to_its_partn
     sandbox.run(&imports);
 
     let loaded = Config::load(&sandbox.config).unwrap();
-    let ledger = Ledger::open_existing(&loaded.config.ledger.path, Duration::from_secs(10)).unwrap();
+    let ledger =
+        Ledger::open_existing(&loaded.config.ledger.path, Duration::from_secs(10)).unwrap();
     let c = ledger.connection();
     let report = resolve(c, &loaded.config.identity, "2026-11-01T06:00:00Z").unwrap();
 
@@ -141,7 +142,10 @@ fn a_world_pulled_from_both_crms_and_imported_from_its_ehr_resolves_to_its_partn
         let family = *family_by_name
             .get(name.as_str())
             .unwrap_or_else(|| panic!("{system} record {name:?} is not in the world"));
-        partner_of_family.entry(family).or_default().insert(*partner);
+        partner_of_family
+            .entry(family)
+            .or_default()
+            .insert(*partner);
         families_of_partner
             .entry(*partner)
             .or_default()
@@ -284,18 +288,33 @@ fn a_world_pulled_from_both_crms_and_imported_from_its_ehr_resolves_to_its_partn
     // merge ready to paste.
     let status = sandbox.run(&["status", "--json"]).json();
     let identity = &status["identity"];
-    assert_eq!(identity["live_partners"], report.partners_live, "{identity}");
+    assert_eq!(
+        identity["live_partners"], report.partners_live,
+        "{identity}"
+    );
     let by_method = identity["source_records_by_method"].as_object().unwrap();
     let total: u64 = by_method.values().map(|v| v.as_u64().unwrap()).sum();
     assert_eq!(total, report.source_records);
-    assert!(by_method.contains_key("npi") && by_method.contains_key("phone"), "{by_method:?}");
+    assert!(
+        by_method.contains_key("npi") && by_method.contains_key("phone"),
+        "{by_method:?}"
+    );
     let suggestions = identity["suggestions"].as_array().unwrap();
     assert_eq!(suggestions.len() as u64, report.suggestions);
     for suggestion in suggestions {
         let line = suggestion["config"].as_str().unwrap();
-        assert!(line.starts_with("[[identity.merge]]\nrecords = [\""), "{line}");
+        assert!(
+            line.starts_with("[[identity.merge]]\nrecords = [\""),
+            "{line}"
+        );
         let parsed: toml::Table = toml::from_str(line).unwrap();
-        assert_eq!(parsed["identity"]["merge"][0]["records"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            parsed["identity"]["merge"][0]["records"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
         assert!(suggestion["reason"].as_str().unwrap().len() > 10);
     }
     let text = sandbox.run(&["status"]).stdout;

@@ -159,7 +159,12 @@ pub(super) fn evidence(records: &[Record], overrides: &Overrides<'_>) -> Edges {
     for block in blocks(records.len(), |i| {
         let record = &records[i];
         (active(i) && !record.normalized.is_empty())
-            .then(|| record.city.clone().map(|city| (record.normalized.clone(), city)))
+            .then(|| {
+                record
+                    .city
+                    .clone()
+                    .map(|city| (record.normalized.clone(), city))
+            })
             .flatten()
     }) {
         star(&block, &mut name_city);
@@ -322,7 +327,8 @@ impl UnionFind {
 /// Two non-empty sets that are not the same single value: joining them would hold two values.
 /// (Monotone: if two clusters clash, so do any clusters that contain them.)
 fn clash(a: &[u32], b: &[u32]) -> bool {
-    !a.is_empty() && !b.is_empty() && !(a.len() == 1 && a == b)
+    let same_single_value = a.len() == 1 && a == b;
+    !(a.is_empty() || b.is_empty() || same_single_value)
 }
 
 fn merge_sorted(into: &mut Vec<u32>, from: Vec<u32>) {

@@ -148,9 +148,7 @@ pub(super) fn crm_referrals(
                 None => None,
             },
             refbridge_model::Direction::Out => match (&deal.parent_inquiry_id, partner) {
-                (Some(parent), Some(partner)) => {
-                    outbound.get(&(parent.clone(), partner)).copied()
-                }
+                (Some(parent), Some(partner)) => outbound.get(&(parent.clone(), partner)).copied(),
                 _ => None,
             },
         };
@@ -176,7 +174,10 @@ pub(super) fn crm_referrals(
     }
     mark_duplicates(connection)?;
     Ok(ReferralCounts {
-        live: count(connection, "SELECT count(*) FROM crm_referral WHERE deleted = 0")?,
+        live: count(
+            connection,
+            "SELECT count(*) FROM crm_referral WHERE deleted = 0",
+        )?,
         matched_to_ehr: count(
             connection,
             "SELECT count(*) FROM crm_referral WHERE deleted = 0 AND referral_id IS NOT NULL",
@@ -246,7 +247,10 @@ fn mark_duplicates(connection: &Connection) -> rusqlite::Result<()> {
 /// contact's), and refbridge's own tasks once completed (partner by the task intent's
 /// `about_id`; refer-out tasks are about a lead and are not touches). Returns how many activities
 /// the ledger holds.
-pub(super) fn activities(connection: &Connection, partners: &PartnerIndex) -> rusqlite::Result<u64> {
+pub(super) fn activities(
+    connection: &Connection,
+    partners: &PartnerIndex,
+) -> rusqlite::Result<u64> {
     let mut upsert = connection.prepare_cached(
         "INSERT INTO activity (system, crm_id, partner_id, kind, owner_id, at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -311,8 +315,8 @@ pub(super) fn activities(connection: &Connection, partners: &PartnerIndex) -> ru
         ])?;
     }
 
-    let mut intent = connection
-        .prepare_cached("SELECT intent FROM outbox WHERE system = ?1 AND key = ?2")?;
+    let mut intent =
+        connection.prepare_cached("SELECT intent FROM outbox WHERE system = ?1 AND key = ?2")?;
     for stored in load_stream(connection, "tasks")? {
         let task = match &stored.body {
             Some(CrmRecordBody::Task(task)) if task.completed && !stored.deleted => task,
@@ -322,7 +326,9 @@ pub(super) fn activities(connection: &Connection, partners: &PartnerIndex) -> ru
             }
         };
         let about: Option<String> = intent
-            .query_row(params![stored.system, task.key], |row| row.get::<_, String>(0))
+            .query_row(params![stored.system, task.key], |row| {
+                row.get::<_, String>(0)
+            })
             .optional()?
             .and_then(|json| serde_json::from_str::<TaskIntent>(&json).ok())
             .map(|intent| intent.about_id);

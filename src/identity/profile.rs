@@ -20,12 +20,16 @@ pub(super) fn rebuild(
     let mut by_partner: HashMap<i64, Vec<&Record>> = HashMap::new();
     for (index, record) in records.iter().enumerate() {
         if record.active && record.crm.is_some() {
-            by_partner.entry(partner_of[index]).or_default().push(record);
+            by_partner
+                .entry(partner_of[index])
+                .or_default()
+                .push(record);
         }
     }
     let mut reps: HashMap<(String, String), (String, bool)> = HashMap::new();
     {
-        let mut statement = connection.prepare("SELECT system, external_id, name, active FROM rep")?;
+        let mut statement =
+            connection.prepare("SELECT system, external_id, name, active FROM rep")?;
         let rows = statement.query_map([], |row| {
             Ok((
                 (row.get::<_, String>(0)?, row.get::<_, String>(1)?),
@@ -130,7 +134,10 @@ pub(super) fn rebuild(
 
 /// The pulled body of a CRM record (profiles are built from CRM records only).
 fn crm(record: &Record) -> &CrmPartner {
-    record.crm.as_deref().expect("profiles are built from CRM records only")
+    record
+        .crm
+        .as_deref()
+        .expect("profiles are built from CRM records only")
 }
 
 fn non_empty(text: Option<&str>) -> Option<String> {

@@ -356,9 +356,15 @@ mod tests {
         let check = |got: Option<String>, expected: Option<&str>| {
             assert_eq!(got.as_deref(), expected);
         };
-        check(website_domain("https://www.Mercy.org/ed?x=1"), Some("mercy.org"));
+        check(
+            website_domain("https://www.Mercy.org/ed?x=1"),
+            Some("mercy.org"),
+        );
         check(website_domain("mercy.org"), Some("mercy.org"));
-        check(website_domain("http://ed.mercy.org:8080"), Some("ed.mercy.org"));
+        check(
+            website_domain("http://ed.mercy.org:8080"),
+            Some("ed.mercy.org"),
+        );
         check(website_domain("https://mercyclinic.wixsite.com/home"), None);
         check(website_domain("gmail.com"), None);
         check(website_domain("n/a"), None);

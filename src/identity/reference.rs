@@ -58,7 +58,10 @@ mod tests {
             match expected {
                 Ok((system, key)) => {
                     let reference = parsed.unwrap_or_else(|e| panic!("{text}: {e}"));
-                    assert_eq!((reference.system.as_str(), reference.key.as_str()), (system, key));
+                    assert_eq!(
+                        (reference.system.as_str(), reference.key.as_str()),
+                        (system, key)
+                    );
                     assert_eq!(reference.to_string(), format!("{system}:{key}"));
                 }
                 Err(fragment) => {
@@ -68,7 +71,10 @@ mod tests {
             }
         };
         check("hubspot:1234", Ok(("hubspot", "1234")));
-        check("ehr: Dr. A. Lee - Mercy ", Ok(("ehr", "Dr. A. Lee - Mercy")));
+        check(
+            "ehr: Dr. A. Lee - Mercy ",
+            Ok(("ehr", "Dr. A. Lee - Mercy")),
+        );
         check("ehr:Clinic: East", Ok(("ehr", "Clinic: East")));
         check("salesforce:001A", Ok(("salesforce", "001A")));
         check("Mercy Hospital", Err("system:key"));

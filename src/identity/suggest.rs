@@ -229,7 +229,13 @@ pub(super) fn find(records: &[Record], partner_of: &[i64]) -> BTreeMap<(i64, i64
                 if npis_clash(fa, fb) || !cities_clash(fa, fb) {
                     continue;
                 }
-                let cities = |f: &Facts| f.city_names.values().cloned().collect::<Vec<_>>().join(", ");
+                let cities = |f: &Facts| {
+                    f.city_names
+                        .values()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
                 offer(
                     a,
                     b,

@@ -82,8 +82,7 @@ impl Fixture {
             cursor: None,
             api_calls: 1,
         };
-        crate::ledger::crm::store_page(self.c(), system, &page, 1, "2026-05-01T00:00:00Z")
-            .unwrap();
+        crate::ledger::crm::store_page(self.c(), system, &page, 1, "2026-05-01T00:00:00Z").unwrap();
     }
 
     fn partners(&self, system: CrmSystem, partners: Vec<CrmPartner>) {
@@ -359,7 +358,10 @@ fn verify(fixture: &Fixture, case: &Case) {
             .unwrap_or_else(|| panic!("{name}: {a} / {b} should be suggested"));
         assert_eq!(found, *method, "{name}: {reason}");
         assert!((0.5..0.8).contains(&confidence), "{name}: {confidence}");
-        assert!(reason.contains(fragment), "{name}: {reason:?} lacks {fragment:?}");
+        assert!(
+            reason.contains(fragment),
+            "{name}: {reason:?} lacks {fragment:?}"
+        );
     }
     for (a, b) in &case.not_suggested {
         assert_eq!(fixture.suggestion(a, b), None, "{name}: {a} / {b}");
@@ -382,7 +384,10 @@ fn evidence_links_what_it_should_and_nothing_else() {
                 "30303",
             )],
             ehr: vec![("St. Mercy General", Some(x))],
-            together: vec![vec!["salesforce:001A", "ehr:St. Mercy General [NPI 1234567893]"]],
+            together: vec![vec![
+                "salesforce:001A",
+                "ehr:St. Mercy General [NPI 1234567893]",
+            ]],
             methods: vec![
                 ("ehr:St. Mercy General [NPI 1234567893]", "npi"),
                 ("salesforce:001A", "npi"),
@@ -451,11 +456,22 @@ fn evidence_links_what_it_should_and_nothing_else() {
         },
         Case {
             name: "a normalized name links within one city",
-            salesforce: vec![in_city(org("001A", "Summit Detox Center"), "Macon", "31201")],
+            salesforce: vec![in_city(
+                org("001A", "Summit Detox Center"),
+                "Macon",
+                "31201",
+            )],
             hubspot: vec![in_city(org("31", "SUMMIT DETOX CTR."), "Macon", "31206")],
             ehr: vec![("Summit Detox Ctr", None)],
-            together: vec![vec!["salesforce:001A", "hubspot:31", "ehr:Summit Detox Ctr"]],
-            methods: vec![("hubspot:31", "name_city"), ("ehr:Summit Detox Ctr", "name")],
+            together: vec![vec![
+                "salesforce:001A",
+                "hubspot:31",
+                "ehr:Summit Detox Ctr",
+            ]],
+            methods: vec![
+                ("hubspot:31", "name_city"),
+                ("ehr:Summit Detox Ctr", "name"),
+            ],
             ..Case::default()
         },
         Case {
@@ -554,7 +570,11 @@ fn unknown_references_wait_and_are_counted() {
     });
     let report = fixture.resolve(&IdentityConfig {
         merge: vec![MergeConfig {
-            records: vec!["salesforce:001A".into(), "hubspot:61".into(), "hubspot:404".into()],
+            records: vec![
+                "salesforce:001A".into(),
+                "hubspot:61".into(),
+                "hubspot:404".into(),
+            ],
         }],
         split: vec![SplitConfig {
             record: "ehr:Nobody".into(),
@@ -578,7 +598,11 @@ fn a_crm_id_keeps_its_partner_when_the_record_is_renamed() {
     let partner = fixture.partner_of("salesforce:001A");
     fixture.partners(
         SF,
-        vec![in_city(org("001A", "Piedmont Health System"), "Atlanta", "30303")],
+        vec![in_city(
+            org("001A", "Piedmont Health System"),
+            "Atlanta",
+            "30303",
+        )],
     );
     fixture.resolve(&config());
     verify(
@@ -586,7 +610,10 @@ fn a_crm_id_keeps_its_partner_when_the_record_is_renamed() {
         &Case {
             name: "after the rename",
             together: vec![vec!["salesforce:001A", "ehr:Mercy Hospital"]],
-            methods: vec![("salesforce:001A", "crm_id"), ("ehr:Mercy Hospital", "name")],
+            methods: vec![
+                ("salesforce:001A", "crm_id"),
+                ("ehr:Mercy Hospital", "name"),
+            ],
             ..Case::default()
         },
     );
@@ -654,7 +681,11 @@ fn a_split_moves_exactly_its_spellings_referrals_and_is_reversible() {
     // A later import of the split spelling keeps it where the split put it.
     assert_eq!(fixture.spelling("Mercy Hosp.", None).partner_id, alone);
     fixture.resolve(&with_split);
-    assert_eq!(referrals_of(alone), ["INQ-3"], "the split holds on the next run");
+    assert_eq!(
+        referrals_of(alone),
+        ["INQ-3"],
+        "the split holds on the next run"
+    );
 
     let report = fixture.resolve(&config());
     assert_eq!(report.partners_merged_this_run, 1);
@@ -770,7 +801,13 @@ fn a_second_run_with_nothing_new_changes_nothing() {
     assert_eq!(zip3.as_deref(), Some("303"));
 }
 
-fn deal(id: &str, inquiry: &str, direction: Direction, partner: &str, parent: Option<&str>) -> CrmRecordBody {
+fn deal(
+    id: &str,
+    inquiry: &str,
+    direction: Direction,
+    partner: &str,
+    parent: Option<&str>,
+) -> CrmRecordBody {
     CrmRecordBody::Referral(CrmReferral {
         id: id.to_string(),
         inquiry_id: Some(inquiry.to_string()),
@@ -850,9 +887,11 @@ fn every_referral_counts_once_across_the_ehr_and_both_crms() {
     let id_of = |crm_id: &str| -> i64 {
         fixture
             .c()
-            .query_row("SELECT id FROM crm_referral WHERE crm_id = ?1", [crm_id], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT id FROM crm_referral WHERE crm_id = ?1",
+                [crm_id],
+                |r| r.get(0),
+            )
             .unwrap()
     };
     // Of two CRM rows for one inquiry, one stands for it and the other points at it.
@@ -910,9 +949,18 @@ fn touches_and_completed_refbridge_tasks_become_activities_of_their_partner() {
         SF,
         StreamKind::Activities,
         vec![
-            (CrmRecordBody::Activity(touch("00UA", Some("001A"), None)), false),
-            (CrmRecordBody::Activity(touch("00UB", None, Some("003A"))), false),
-            (CrmRecordBody::Activity(touch("00UC", Some("001A"), None)), true),
+            (
+                CrmRecordBody::Activity(touch("00UA", Some("001A"), None)),
+                false,
+            ),
+            (
+                CrmRecordBody::Activity(touch("00UB", None, Some("003A"))),
+                false,
+            ),
+            (
+                CrmRecordBody::Activity(touch("00UC", Some("001A"), None)),
+                true,
+            ),
         ],
     );
     let intent = |key: &str, about: &str| TaskIntent {
@@ -928,7 +976,10 @@ fn touches_and_completed_refbridge_tasks_become_activities_of_their_partner() {
     crate::ledger::crm::enqueue(
         fixture.c(),
         SF,
-        &[intent("decline:1:2026-04", "001A"), intent("route:LEAD9", "00QLEAD9")],
+        &[
+            intent("decline:1:2026-04", "001A"),
+            intent("route:LEAD9", "00QLEAD9"),
+        ],
         "2026-04-01T00:00:00Z",
     )
     .unwrap();
@@ -970,9 +1021,16 @@ fn touches_and_completed_refbridge_tasks_become_activities_of_their_partner() {
     assert_eq!(report.activities, 3);
 
     // The task reopened: no longer a touch.
-    fixture.store(SF, StreamKind::Tasks, vec![(task("00TA", "decline:1:2026-04", false), false)]);
+    fixture.store(
+        SF,
+        StreamKind::Tasks,
+        vec![(task("00TA", "decline:1:2026-04", false), false)],
+    );
     fixture.resolve(&config());
-    assert_eq!(fixture.count("SELECT count(*) FROM activity WHERE kind = 'task'"), 0);
+    assert_eq!(
+        fixture.count("SELECT count(*) FROM activity WHERE kind = 'task'"),
+        0
+    );
 }
 
 #[test]
@@ -992,7 +1050,10 @@ fn reps_come_from_both_crms_owners() {
     fixture.store(
         SF,
         StreamKind::Owners,
-        vec![owner("005A", "Ana Ruiz", true), owner("005B", "Ben Okafor", false)],
+        vec![
+            owner("005A", "Ana Ruiz", true),
+            owner("005B", "Ben Okafor", false),
+        ],
     );
     fixture.store(HS, StreamKind::Owners, vec![owner("301", "Ana Ruiz", true)]);
     assert_eq!(fixture.resolve(&config()).reps, 3);

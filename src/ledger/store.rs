@@ -331,8 +331,8 @@ pub struct PartnerRow {
 }
 
 pub fn load_partners(connection: &Connection) -> rusqlite::Result<Vec<PartnerRow>> {
-    let mut statement =
-        connection.prepare("SELECT id, normalized_name, npi, merged_into FROM partner ORDER BY id")?;
+    let mut statement = connection
+        .prepare("SELECT id, normalized_name, npi, merged_into FROM partner ORDER BY id")?;
     let rows = statement.query_map([], |row| {
         Ok(PartnerRow {
             id: row.get(0)?,
@@ -464,6 +464,8 @@ pub fn insert_source_record(
             .prepare_cached(
                 "SELECT id FROM partner_source_record WHERE system = ?1 AND external_key = ?2",
             )?
-            .query_row(params![record.system, record.external_key], |row| row.get(0)),
+            .query_row(params![record.system, record.external_key], |row| {
+                row.get(0)
+            }),
     }
 }
