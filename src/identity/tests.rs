@@ -627,6 +627,16 @@ fn a_crm_id_keeps_its_partner_when_the_record_is_renamed() {
         )
         .unwrap();
     assert_eq!(name, "Piedmont Health System");
+    let partner_name: String = fixture
+        .c()
+        .query_row("SELECT name FROM partner WHERE id = ?1", [partner], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(
+        partner_name, "Piedmont Health System",
+        "a partner is called what its home CRM record calls it"
+    );
 }
 
 #[test]
