@@ -157,13 +157,24 @@ pub(super) fn apply(
 
     // Referrals follow their spelling first (a record that moved on its own, as in a split),
     // then their partner (everything still at a merged partner goes to where it was merged).
-    for (record_id, partner) in &moved_records {
-        connection
-            .prepare_cached(
-                "UPDATE referral SET partner_id = ?2
-                 WHERE partner_source_record_id = ?1 AND partner_id IS NOT ?2",
-            )?
-            .execute(params![record_id, partner])?;
+    if !moved_records.is_empty() {
+        // One pass over the referrals, however many spellings moved (no index on the spelling:
+        // it would cost every import more than this costs the rare run that moves one).
+        connection.execute_batch(
+            "CREATE TEMP TABLE identity_moved_record (record INTEGER PRIMARY KEY, partner INTEGER NOT NULL)",
+        )?;
+        for (record_id, partner) in &moved_records {
+            connection
+                .prepare_cached("INSERT INTO temp.identity_moved_record VALUES (?1, ?2)")?
+                .execute(params![record_id, partner])?;
+        }
+        connection.execute_batch(
+            "UPDATE referral SET partner_id = moved.partner
+             FROM temp.identity_moved_record AS moved
+             WHERE moved.record = referral.partner_source_record_id
+               AND referral.partner_id IS NOT moved.partner;
+             DROP TABLE temp.identity_moved_record;",
+        )?;
     }
     for &(loser, winner) in &losers {
         connection

@@ -5,8 +5,9 @@
 //! Order: config merges → NPI → the link a record already has (a CRM id keeps its partner) →
 //! website domain → phone with the same ZIP (or city when a ZIP is missing) → normalized name and
 //! city → normalized name where one side has no city → config aliases. Two clusters are never
-//! joined when together they would hold two NPIs (or, for name evidence, two cities), unless a
-//! config merge says so; config splits take a record out of every link. Conflicts are judged on
+//! joined when together they would hold two NPIs (or, for domain and name evidence, two cities:
+//! a health system's branches share a website and often a name), unless a config merge says so;
+//! config splits take a record out of every link. Conflicts are judged on
 //! whole clusters, so a second run over its own result finds the same clusters.
 
 use std::collections::HashMap;
@@ -60,7 +61,8 @@ impl Method {
         // (NPIs, cities)
         match self {
             Method::Merge | Method::Npi => (false, false),
-            Method::NameCity | Method::Name => (true, true),
+            // A website shared across cities is a health system's, not one partner's.
+            Method::NameCity | Method::Name | Method::Domain => (true, true),
             _ => (true, false),
         }
     }
@@ -325,7 +327,8 @@ impl UnionFind {
 /// Two non-empty sets that are not the same single value: joining them would hold two values.
 /// (Monotone: if two clusters clash, so do any clusters that contain them.)
 fn clash(a: &[u32], b: &[u32]) -> bool {
-    !a.is_empty() && !b.is_empty() && !(a.len() == 1 && a == b)
+    let same_single_value = a.len() == 1 && a == b;
+    !(a.is_empty() || b.is_empty() || same_single_value)
 }
 
 fn merge_sorted(into: &mut Vec<u32>, from: Vec<u32>) {

@@ -31,7 +31,8 @@ mod suggest;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, OnceLock};
 
 use rusqlite::Connection;
 use serde::Serialize;
@@ -134,13 +135,7 @@ fn run(
             split[index] = true;
         }
     }
-    if !unknown.is_empty() {
-        tracing::warn!(
-            count = unknown.len(),
-            references = %unknown.join("; "),
-            "identity merge/split references name records the ledger does not hold (yet); they wait"
-        );
-    }
+    warn_once_about(&unknown);
     let overrides = cluster::Overrides {
         merges,
         split,
@@ -150,9 +145,9 @@ fn run(
     let clustering = cluster::cluster(&loaded.records, &edges, &overrides.split);
     let assignment = assign::apply(connection, &loaded, &clustering, now)?;
 
-    let found = suggest::find(&loaded.records, &assignment.partner_of);
+    let found = suggest::find(&loaded.records, &assignment.partner_of, &overrides.split);
     let suggestions = suggest::store(connection, &found, now)?;
-    profile::rebuild(connection, &loaded.records, &assignment.partner_of)?;
+    profile::rebuild(connection, &loaded.records, &assignment.partner_of, now)?;
 
     let mut partners: facts::PartnerIndex = HashMap::new();
     for (index, record) in loaded.records.iter().enumerate() {
@@ -179,4 +174,22 @@ fn run(
         crm_referrals_matched_to_ehr: referrals.matched_to_ehr,
         activities,
     })
+}
+
+/// Names each config reference the ledger does not hold once per process (a daemon runs a cycle
+/// every few minutes; the report counts them every time).
+fn warn_once_about(unknown: &[String]) {
+    static WARNED: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    let mut warned = WARNED
+        .get_or_init(|| Mutex::new(HashSet::new()))
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    for reference in unknown {
+        if warned.insert(reference.clone()) {
+            tracing::warn!(
+                reference = %reference,
+                "an identity merge or split names a record the ledger does not hold (yet); it waits for it"
+            );
+        }
+    }
 }

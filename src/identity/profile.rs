@@ -2,8 +2,8 @@
 //! partner's live CRM records. The home record (where the partner's tasks go) is the one with an
 //! owner, then the most recently modified, ties Salesforce first; address, website and phone come
 //! from it (or the next record that has them); payers and levels of care are the union over all
-//! records. Partner-level facts only: the ZIP3 is the partner's business address. Unchanged rows
-//! are not rewritten; profiles of partners without CRM records (or merged away) are deleted.
+//! records; the partner takes the home record's name. Partner-level facts only: the ZIP3 is the
+//! partner's business address. Unchanged rows are not rewritten; profiles of partners without CRM records (or merged away) are deleted.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -16,6 +16,7 @@ pub(super) fn rebuild(
     connection: &Connection,
     records: &[Record],
     partner_of: &[i64],
+    now: &str,
 ) -> rusqlite::Result<u64> {
     let mut by_partner: HashMap<i64, Vec<&Record>> = HashMap::new();
     for (index, record) in records.iter().enumerate() {
@@ -97,6 +98,15 @@ pub(super) fn rebuild(
             serde_json::to_string(set)
                 .map_err(|error| rusqlite::Error::ToSqlConversionFailure(Box::new(error)))
         };
+        // The partner is called what its home CRM record calls it.
+        if !home.raw_name.is_empty() {
+            connection
+                .prepare_cached(
+                    "UPDATE partner SET name = ?2, normalized_name = ?3, updated_at = ?4
+                     WHERE id = ?1 AND (name IS NOT ?2 OR normalized_name IS NOT ?3)",
+                )?
+                .execute(params![partner, home.raw_name, home.normalized, now])?;
+        }
         upsert.execute(params![
             partner,
             home.system,

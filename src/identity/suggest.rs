@@ -77,10 +77,17 @@ struct Facts {
     city_names: BTreeMap<String, String>,
 }
 
-pub(super) fn find(records: &[Record], partner_of: &[i64]) -> BTreeMap<(i64, i64), Suggestion> {
+/// This run's suggestions, by (lower, higher) partner id. Records a config split holds apart are
+/// left out: a person already decided about them.
+pub(super) fn find(
+    records: &[Record],
+    partner_of: &[i64],
+    split: &[bool],
+) -> BTreeMap<(i64, i64), Suggestion> {
+    let considered = |index: usize| records[index].active && !split[index];
     let mut facts: HashMap<i64, Facts> = HashMap::new();
     for (index, record) in records.iter().enumerate() {
-        if !record.active {
+        if !considered(index) {
             continue;
         }
         let entry = facts.entry(partner_of[index]).or_default();
@@ -121,7 +128,7 @@ pub(super) fn find(records: &[Record], partner_of: &[i64]) -> BTreeMap<(i64, i64
     // Names and the partners holding them.
     let mut holders: BTreeMap<&str, BTreeSet<i64>> = BTreeMap::new();
     for (index, record) in records.iter().enumerate() {
-        if record.active && !record.normalized.is_empty() {
+        if considered(index) && !record.normalized.is_empty() {
             holders
                 .entry(record.normalized.as_str())
                 .or_default()
@@ -183,7 +190,7 @@ pub(super) fn find(records: &[Record], partner_of: &[i64]) -> BTreeMap<(i64, i64
     // phones alone collide.
     let mut by_phone: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (index, record) in records.iter().enumerate() {
-        if record.active
+        if considered(index)
             && let Some(phone) = &record.phone
         {
             by_phone.entry(phone.as_str()).or_default().push(index);

@@ -179,7 +179,7 @@ impl Fixture {
             .unwrap_or_else(|| panic!("no source record {reference}"))
     }
 
-    /// Suggested pairs as (reference pair sorted, method), for the given records' partners.
+    /// The suggestion between two records' partners: (method, confidence, reason).
     fn suggestion(&self, a: &str, b: &str) -> Option<(String, f64, String)> {
         let (pa, pb) = (self.partner_of(a), self.partner_of(b));
         self.c()
@@ -568,7 +568,7 @@ fn unknown_references_wait_and_are_counted() {
         together: vec![vec!["salesforce:001A", "hubspot:61"]],
         ..Case::default()
     });
-    let report = fixture.resolve(&IdentityConfig {
+    let waiting = IdentityConfig {
         merge: vec![MergeConfig {
             records: vec![
                 "salesforce:001A".into(),
@@ -580,9 +580,22 @@ fn unknown_references_wait_and_are_counted() {
             record: "ehr:Nobody".into(),
         }],
         ..config()
-    });
+    };
+    let report = fixture.resolve(&waiting);
     assert_eq!(report.unknown_references, 2);
     assert_eq!(report.records_split, 0);
+    // The record arrives with the next pull: the merge it waited for applies.
+    fixture.partners(
+        HS,
+        vec![in_city(org("404", "Rome Intake Office"), "Rome", "30161")],
+    );
+    let report = fixture.resolve(&waiting);
+    assert_eq!(report.unknown_references, 1);
+    assert_eq!(
+        fixture.partner_of("hubspot:404"),
+        fixture.partner_of("salesforce:001A")
+    );
+    assert_eq!(fixture.record("hubspot:404").1, "merge");
 }
 
 #[test]
@@ -627,6 +640,16 @@ fn a_crm_id_keeps_its_partner_when_the_record_is_renamed() {
         )
         .unwrap();
     assert_eq!(name, "Piedmont Health System");
+    let partner_name: String = fixture
+        .c()
+        .query_row("SELECT name FROM partner WHERE id = ?1", [partner], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(
+        partner_name, "Piedmont Health System",
+        "a partner is called what its home CRM record calls it"
+    );
 }
 
 #[test]
@@ -1096,4 +1119,44 @@ fn a_failed_run_leaves_the_ledger_as_it_was() {
     fixture.c().execute_batch("DROP TRIGGER full").unwrap();
     assert_eq!(fixture.resolve(&config()).source_records, 2);
     assert_ne!(fixture.snapshot(), before);
+}
+
+#[test]
+fn a_record_the_crm_merged_away_brings_its_partner_to_the_survivor() {
+    let fixture = check(Case {
+        name: "two HubSpot companies nothing links",
+        hubspot: vec![
+            in_city(org("91", "Eastside Recovery"), "Athens", "30601"),
+            in_city(org("92", "ERC Admissions"), "Athens", "30605"),
+        ],
+        apart: vec![("hubspot:91", "hubspot:92")],
+        ..Case::default()
+    });
+    let (survivor, absorbed) = (
+        fixture.partner_of("hubspot:91"),
+        fixture.partner_of("hubspot:92"),
+    );
+    // Someone merges 92 into 91 in HubSpot; reconciliation stores 92 as merged.
+    let page = PulledPage {
+        stream: StreamKind::Partners,
+        records: vec![CrmRecord {
+            id: "92".into(),
+            modified_at: Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap(),
+            deleted: true,
+            merged_into: Some("91".into()),
+            body: CrmRecordBody::Partner(in_city(org("92", "ERC Admissions"), "Athens", "30605")),
+        }],
+        cursor: None,
+        api_calls: 1,
+    };
+    crate::ledger::crm::store_page(fixture.c(), HS, &page, 2, "2026-06-01T00:00:00Z").unwrap();
+    let report = fixture.resolve(&config());
+    assert_eq!(report.partners_merged_this_run, 1);
+    assert_eq!(fixture.partner_of("hubspot:92"), survivor.min(absorbed));
+    assert_eq!(fixture.partner_of("hubspot:91"), survivor.min(absorbed));
+    assert_eq!(
+        fixture.count("SELECT count(*) FROM partner_profile"),
+        1,
+        "only the live record makes a profile"
+    );
 }

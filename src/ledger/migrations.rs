@@ -365,8 +365,13 @@ CREATE INDEX alert_state ON alert(state, rule, partner_id);
     ),
     (
         4,
-        "CRM referrals that repeat another CRM's referral of the same inquiry",
+        "CRM referrals that repeat another CRM's referral of the same inquiry; no spelling index",
         r#"
+-- Every imported referral now names its spelling, so this index took a random insert per row
+-- (about 20% of a million-row import). Referrals move by spelling only when identity resolution
+-- splits or re-links a spelling, in one pass over the table: the index is not worth its cost.
+DROP INDEX referral_source_record;
+
 -- Both CRMs may hold a deal for one inquiry. When no EHR referral describes it, the lowest-id CRM
 -- row stands for the inquiry and the others point at it, so that every referral is counted once.
 ALTER TABLE crm_referral ADD COLUMN duplicate_of INTEGER REFERENCES crm_referral(id);
