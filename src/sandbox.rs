@@ -207,6 +207,8 @@ fn write_config(
          login_url = {salesforce_url:?}\n\
          # A sandbox settles at once; a real org wants the default (300).\n\
          settle_lag_seconds = 2\n\
+         # The integration user holds the accounts no rep has claimed: the team queue.\n\
+         queue_owner_id = {queue_owner:?}\n\
          \n\
          [connectors.salesforce.auth]\n\
          method = \"client_credentials\"\n\
@@ -222,6 +224,7 @@ fn write_config(
          access_token_file = {hubspot_token:?}\n",
         hubspot_token = hubspot_token.display().to_string(),
         client_id = text_of("client_id"),
+        queue_owner = text_of("user_id"),
         secret = salesforce_secret.display().to_string(),
         salesforce_url = salesforce.base_url(),
         hubspot_url = hubspot.base_url(),

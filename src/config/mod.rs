@@ -118,6 +118,10 @@ pub struct IdentityConfig {
     /// `[[identity.split]]`: records that are a partner of their own, whatever the evidence says.
     #[serde(default)]
     pub split: Vec<SplitConfig>,
+    /// Not a key of `[identity]`: each CRM connector's `queue_owner_id`, as (system, owner id),
+    /// filled in when the config is loaded. A partner record owned by the team queue has no rep.
+    #[serde(skip)]
+    pub queue_owners: Vec<(String, String)>,
 }
 
 /// One `[[identity.merge]]` entry.
@@ -237,6 +241,7 @@ impl Config {
         let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         let base = absolute.parent().map(Path::to_path_buf).unwrap_or_default();
         config.resolve_paths(&base);
+        config.identity.queue_owners = config.queue_owners();
 
         let mut problems = Problems {
             locator: &locator,
@@ -259,6 +264,24 @@ impl Config {
             }),
             _ => Err(error(problems.found)),
         }
+    }
+
+    /// Each configured CRM's team queue owner, as (system, owner id).
+    fn queue_owners(&self) -> Vec<(String, String)> {
+        let salesforce = self
+            .connectors
+            .salesforce
+            .as_ref()
+            .and_then(|c| c.queue_owner_id.clone());
+        let hubspot = self
+            .connectors
+            .hubspot
+            .as_ref()
+            .and_then(|c| c.queue_owner_id.clone());
+        [("salesforce", salesforce), ("hubspot", hubspot)]
+            .into_iter()
+            .filter_map(|(system, owner)| owner.map(|owner| (system.to_string(), owner)))
+            .collect()
     }
 
     fn resolve_paths(&mut self, base: &Path) {

@@ -147,7 +147,13 @@ fn run(
 
     let found = suggest::find(&loaded.records, &assignment.partner_of, &overrides.split);
     let suggestions = suggest::store(connection, &found, now)?;
-    profile::rebuild(connection, &loaded.records, &assignment.partner_of, now)?;
+    profile::rebuild(
+        connection,
+        &loaded.records,
+        &assignment.partner_of,
+        &config.queue_owners,
+        now,
+    )?;
 
     let mut partners: facts::PartnerIndex = HashMap::new();
     for (index, record) in loaded.records.iter().enumerate() {

@@ -1,9 +1,12 @@
 //! `partner_profile`: what the CRMs say about each live partner, rebuilt every run from the
-//! partner's live CRM records. The home record (where the partner's tasks go) is the one with an
-//! owner, then the most recently modified, ties Salesforce first; address, website and phone come
-//! from it (or the next record that has them); payers and levels of care are the union over all
-//! records; the partner takes the home record's name. Partner-level facts only: the ZIP3 is the
-//! partner's business address. Unchanged rows are not rewritten; profiles of partners without CRM records (or merged away) are deleted.
+//! partner's live CRM records. The home record (where the partner's tasks go) is the one with a
+//! rep as owner (a record owned by its CRM's team queue, `queue_owner_id`, has none), then
+//! Salesforce before HubSpot, then the lowest id — never the most recently edited, so that an edit
+//! does not move the partner's tasks to another CRM; address, website and phone come from it (or the
+//! next record that has them); payers and levels of care are the union over all records; the
+//! partner takes the home record's name. Partner-level facts only: the ZIP3 is the partner's
+//! business address. Unchanged rows are not rewritten; profiles of partners without CRM records
+//! (or merged away) are deleted.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -16,8 +19,21 @@ pub(super) fn rebuild(
     connection: &Connection,
     records: &[Record],
     partner_of: &[i64],
+    queue_owners: &[(String, String)],
     now: &str,
 ) -> rusqlite::Result<u64> {
+    // A record owned by its CRM's team queue (`queue_owner_id`) is owned by no rep.
+    let rep_of = |record: &Record| -> Option<String> {
+        record
+            .crm
+            .as_ref()
+            .and_then(|c| c.owner_id.clone())
+            .filter(|owner| {
+                !queue_owners
+                    .iter()
+                    .any(|(system, queue)| *system == record.system && queue == owner)
+            })
+    };
     let mut by_partner: HashMap<i64, Vec<&Record>> = HashMap::new();
     for (index, record) in records.iter().enumerate() {
         if record.active && record.crm.is_some() {
@@ -64,18 +80,18 @@ pub(super) fn rebuild(
              OR preferred IS NOT excluded.preferred",
     )?;
     for (partner, mut list) in by_partner.iter().map(|(p, l)| (*p, l.clone())) {
-        // Home first: owned, most recently modified, Salesforce before HubSpot, then by id.
+        // Home first: owned by a rep, Salesforce before HubSpot, then by id.
         list.sort_by(|a, b| {
-            let owned = |r: &Record| r.crm.as_ref().is_some_and(|c| c.owner_id.is_some());
+            let owned = |r: &Record| rep_of(r).is_some();
+            // Not by recency: an edit in either CRM must not move the partner's tasks.
             owned(b)
                 .cmp(&owned(a))
-                .then_with(|| b.modified_at.cmp(&a.modified_at))
                 .then_with(|| (a.system != "salesforce").cmp(&(b.system != "salesforce")))
                 .then_with(|| a.key.cmp(&b.key))
         });
         let home = list[0];
         let first = |pick: &dyn Fn(&Record) -> Option<String>| list.iter().find_map(|r| pick(r));
-        let owner_id = crm(home).owner_id.clone();
+        let owner_id = rep_of(home);
         let owner = owner_id
             .as_ref()
             .and_then(|id| reps.get(&(home.system.clone(), id.clone())));

@@ -323,6 +323,7 @@ fn check(case: Case) -> Fixture {
                 record: record.to_string(),
             })
             .collect(),
+        queue_owners: Vec::new(),
     };
     fixture.resolve(&config);
     verify(&fixture, &case);
@@ -822,6 +823,22 @@ fn a_second_run_with_nothing_new_changes_nothing() {
     assert_eq!(owner.as_deref(), Some("Ana Ruiz"));
     assert_eq!(payers, r#"["Aetna","Cigna"]"#);
     assert_eq!(zip3.as_deref(), Some("303"));
+
+    // When 005A is the team queue (`queue_owner_id`), the partner has no rep.
+    let queued = IdentityConfig {
+        queue_owners: vec![("salesforce".to_string(), "005A".to_string())],
+        ..config
+    };
+    fixture.resolve(&queued);
+    let owner: Option<String> = fixture
+        .c()
+        .query_row(
+            "SELECT owner_id FROM partner_profile WHERE partner_id = ?1",
+            [fixture.partner_of("salesforce:001A")],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(owner, None, "a partner the queue owns is unowned");
 }
 
 fn deal(

@@ -155,6 +155,8 @@ impl SandboxState {
             "client_id": self.oauth.client_id,
             "client_secret": self.oauth.client_secret,
             "username": seed::INTEGRATION_USERNAME,
+            // The running user, who also holds the accounts no rep has claimed.
+            "user_id": user_id,
             "api_version": API_VERSION,
             "token_url": format!("{}/services/oauth2/token", self.oauth.base_url),
         })
