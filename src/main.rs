@@ -269,14 +269,7 @@ fn run(command: Command) -> Result<(), Failure> {
                     | CycleError::Routing(_) => Failure::Usage(anyhow::anyhow!("{error}")),
                     other => Failure::Runtime(other.into()),
                 })?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string(&report).context("cannot encode the report")?
-                );
-            } else {
-                print!("{}", cycle_summary(&report));
-            }
+            print_report(json, &report, || cycle_summary(&report))?;
             if let Some(refused) = &report.refused {
                 return Err(Failure::Runtime(anyhow::anyhow!("{refused}")));
             }
@@ -309,14 +302,7 @@ fn run(command: Command) -> Result<(), Failure> {
                     }
                     EvaluateError::Outbox(_, message) => Failure::Runtime(anyhow::anyhow!(message)),
                 })?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string(&evaluation.plan).context("cannot encode the plan")?
-                );
-            } else {
-                print!("{}", plan_summary(&evaluation.plan));
-            }
+            print_report(json, &evaluation.plan, || plan_summary(&evaluation.plan))?;
             Ok(())
         }
         Command::Import {
@@ -362,14 +348,7 @@ fn run(command: Command) -> Result<(), Failure> {
                 (true, Some(inbox)) => importer.import_inbox(&inbox)?,
                 _ => importer.import_files(&paths)?,
             };
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string(&report).context("cannot encode the report")?
-                );
-            } else {
-                print!("{}", import_summary(&report));
-            }
+            print_report(json, &report, || import_summary(&report))?;
             // Quarantined rows are normal; a file that could not be read (whole or to its end) is
             // worth a non-zero exit for cron and systemd, after everything else was imported.
             let unread = report
@@ -481,14 +460,7 @@ fn run(command: Command) -> Result<(), Failure> {
                         true => Failure::Usage(input_error(error)),
                         false => Failure::Runtime(error.into()),
                     })?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string(&answer).context("cannot encode the answer")?
-                );
-            } else {
-                print!("{}", answer.to_text());
-            }
+            print_report(json, &answer, || answer.to_text())?;
             Ok(())
         }
         Command::Status { config, json } => {
@@ -499,14 +471,7 @@ fn run(command: Command) -> Result<(), Failure> {
                 Duration::from_secs(settings.busy_timeout_seconds),
             )?;
             let status = Status::read(&ledger).context("cannot read the ledger")?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string(&status).context("cannot encode the status")?
-                );
-            } else {
-                print!("{}", status.to_text());
-            }
+            print_report(json, &status, || status.to_text())?;
             Ok(())
         }
     }
@@ -683,6 +648,23 @@ fn plan_summary(plan: &Plan) -> String {
         }
     }
     out
+}
+
+/// Prints `value` as one JSON line, or its text form.
+fn print_report<T: serde::Serialize>(
+    json: bool,
+    value: &T,
+    text: impl FnOnce() -> String,
+) -> Result<(), Failure> {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(value).context("cannot encode the report")?
+        );
+    } else {
+        print!("{}", text());
+    }
+    Ok(())
 }
 
 fn load_config(path: &std::path::Path) -> Result<LoadedConfig, Failure> {

@@ -471,12 +471,7 @@ mod tests {
     use refbridge_model::crm::{TaskKind, TaskPriority};
 
     fn ledger() -> (tempfile::TempDir, Ledger) {
-        let directory = tempfile::tempdir().unwrap();
-        let ledger = Ledger::open(
-            &directory.path().join("ledger.db"),
-            std::time::Duration::from_secs(1),
-        )
-        .unwrap();
+        let (directory, ledger) = crate::ledger::scratch();
         for id in 1..=40 {
             ledger
                 .connection()

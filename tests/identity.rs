@@ -6,10 +6,10 @@
 
 mod common;
 
+use common::sandbox::World;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use chrono::NaiveDate;
@@ -19,64 +19,39 @@ use refbridge::ledger::Ledger;
 use refbridge::partners::normalize_name;
 use refbridge_synthetic::{Scale, WorldSpec, generate};
 use rusqlite::Connection;
-use serde_json::Value;
 
 const SEED: u64 = 7;
 const AS_OF: &str = "2026-11-01";
 
-/// A running `refbridge sandbox` with its written config and exports.
+/// A running `refbridge sandbox` (seed 7, as of 2026-11-01) with its written config and exports.
 struct Sandbox {
-    child: Child,
+    world: World,
     config: PathBuf,
     exports: PathBuf,
-    _scratch: tempfile::TempDir,
 }
 
 impl Sandbox {
     fn start() -> Sandbox {
-        let scratch = tempfile::tempdir().unwrap();
-        let config = scratch.path().join("rb.toml");
-        let exports = scratch.path().join("exports");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_refbridge"))
-            .args(["sandbox", "--seed", &SEED.to_string(), "--as-of", AS_OF])
-            .args(["--scale", "small", "--export-dir"])
-            .arg(&exports)
-            .arg("--write-config")
-            .arg(&config)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let ready: Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("ready line is not JSON ({e}): {line:?}"));
-        assert!(ready["config"].is_string(), "{ready}");
+        let world = World::start(&["--scale", "small", "--export-dir", "{state}/exports"]);
+        // Identity is what this test is about: no tasks pushed.
+        world.disable_rules();
+        let config = world.config.clone();
+        let exports = config.with_extension("d").join("exports");
         Sandbox {
-            child,
+            world,
             config,
             exports,
-            _scratch: scratch,
         }
     }
 
     fn run(&self, args: &[&str]) -> common::Output {
-        let output = common::run_binary(args, Some(&self.config));
+        let output = common::run_binary(args, Some(&self.world.config));
         assert_eq!(
             output.status, 0,
             "refbridge {args:?}: {}\n{}",
             output.stdout, output.stderr
         );
         output
-    }
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -30,12 +30,7 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Fixture {
-        let directory = tempfile::tempdir().unwrap();
-        let ledger = Ledger::open(
-            &directory.path().join("ledger.db"),
-            std::time::Duration::from_secs(1),
-        )
-        .unwrap();
+        let (directory, ledger) = crate::ledger::scratch();
         let mut fixture = Fixture {
             _directory: directory,
             ledger,

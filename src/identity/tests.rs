@@ -34,12 +34,7 @@ impl Fixture {
     }
 
     fn with_aliases(aliases: Vec<AliasConfig>) -> Fixture {
-        let directory = tempfile::tempdir().unwrap();
-        let ledger = Ledger::open(
-            &directory.path().join("ledger.db"),
-            std::time::Duration::from_secs(1),
-        )
-        .unwrap();
+        let (directory, ledger) = crate::ledger::scratch();
         Fixture {
             _directory: directory,
             ledger,

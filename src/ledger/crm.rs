@@ -341,13 +341,7 @@ mod tests {
     use refbridge_model::crm::{CrmOwner, CrmRecord, CrmRecordBody, TaskKind, TaskPriority};
 
     fn ledger() -> (tempfile::TempDir, Ledger) {
-        let directory = tempfile::tempdir().unwrap();
-        let ledger = Ledger::open(
-            &directory.path().join("ledger.db"),
-            std::time::Duration::from_secs(1),
-        )
-        .unwrap();
-        (directory, ledger)
+        crate::ledger::scratch()
     }
 
     fn owner(id: &str, name: &str, second: u32, deleted: bool) -> CrmRecord {

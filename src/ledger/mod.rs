@@ -196,3 +196,15 @@ impl Ledger {
         }
     }
 }
+
+/// A ledger in a fresh temporary directory, for unit tests (the directory goes with the guard).
+#[cfg(test)]
+pub(crate) fn scratch() -> (tempfile::TempDir, Ledger) {
+    let directory = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(
+        &directory.path().join("ledger.db"),
+        std::time::Duration::from_secs(1),
+    )
+    .unwrap();
+    (directory, ledger)
+}

@@ -4,7 +4,6 @@
 //! and [`deal`]), so that each case reads as a small table.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use super::*;
 use crate::ledger::Ledger;
@@ -91,8 +90,7 @@ fn add_partner(connection: &Connection, spec: &str) {
 }
 
 fn ledger_with(partners: &[&str]) -> (tempfile::TempDir, Ledger) {
-    let directory = tempfile::tempdir().unwrap();
-    let ledger = Ledger::open(&directory.path().join("ledger.db"), Duration::from_secs(5)).unwrap();
+    let (directory, ledger) = crate::ledger::scratch();
     for spec in partners {
         add_partner(ledger.connection(), spec);
     }

@@ -53,12 +53,7 @@ fn partner(id: i64, change: impl FnOnce(&mut HealthFacts)) -> PartnerHealth {
 
 /// A ledger where partners 1–9 live in Salesforce (owner 005A) and partner 10 in no CRM.
 fn ledger() -> (tempfile::TempDir, Ledger) {
-    let directory = tempfile::tempdir().unwrap();
-    let ledger = Ledger::open(
-        &directory.path().join("ledger.db"),
-        std::time::Duration::from_secs(1),
-    )
-    .unwrap();
+    let (directory, ledger) = crate::ledger::scratch();
     let c = ledger.connection();
     for id in 1..=10 {
         c.execute(

@@ -53,16 +53,7 @@ impl World {
     /// Turns every rule off, for tests that push intents of their own.
     pub fn disable_rules(&self) {
         let mut text = std::fs::read_to_string(&self.config).unwrap();
-        for rule in [
-            "declining",
-            "silent",
-            "no_touch",
-            "unowned",
-            "new_partner",
-            "placement_follow_up",
-            "identity_review",
-            "refer_out",
-        ] {
+        for rule in refbridge::rules::config::RULE_NAMES {
             text.push_str(&format!("\n[rules.{rule}]\nenabled = false\n"));
         }
         std::fs::write(&self.config, text).unwrap();
