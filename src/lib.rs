@@ -17,6 +17,7 @@
 //!   circuit breaker); `plan` is the same run rolled back.
 //! - [`cycle`]: one whole cycle (`sync --once`): pull, import, identity, health, rules, push.
 //! - [`routing`]: refer-out routing: up to three partners that fit a patient we cannot admit.
+//! - [`demo`]: `refbridge demo`, the whole product on in-process sandboxes, in one command.
 //! - [`sandbox`]: `refbridge sandbox`, both CRM sandboxes on one synthetic world.
 //! - [`telemetry`]: logging setup.
 //!
@@ -24,6 +25,7 @@
 
 pub mod config;
 pub mod cycle;
+pub mod demo;
 pub mod health;
 pub mod identity;
 pub mod import;

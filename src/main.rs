@@ -139,6 +139,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// See it work in one command: starts both CRM sandboxes in this process with a small
+    /// synthetic facility, writes its EHR exports and a config into DIR, runs two full cycles
+    /// and prints what was pulled, partner health, the tasks pushed, refer-out options, and that
+    /// the second cycle repeats nothing. DIR keeps the ledger and config afterwards.
+    Demo {
+        /// The directory for the demo's config, ledger and exports (cleared when an earlier demo
+        /// made it; any other non-empty directory is refused).
+        #[arg(long, value_name = "DIR", default_value = "refbridge-demo")]
+        dir: PathBuf,
+        /// Seed of the synthetic world.
+        #[arg(long, value_name = "N", default_value_t = 7)]
+        seed: u64,
+    },
     /// Run local Salesforce and HubSpot sandboxes seeded with one synthetic facility; prints one
     /// JSON line with their URLs and ready-to-use credentials, then serves until Ctrl-C/SIGTERM.
     Sandbox {
@@ -199,7 +212,12 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init(cli.log_format);
+    // The demo talks to a person: its progress lines say enough, so logs start at warnings.
+    let level = match cli.command {
+        Command::Demo { .. } => "warn",
+        _ => "info",
+    };
+    telemetry::init_with_level(cli.log_format, level);
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Usage(error)) => {
@@ -461,6 +479,17 @@ fn run(command: Command) -> Result<(), Failure> {
                         false => Failure::Runtime(error.into()),
                     })?;
             print_report(json, &answer, || answer.to_text())?;
+            Ok(())
+        }
+        Command::Demo { dir, seed } => {
+            refbridge::demo::check_directory(&dir)
+                .map_err(|message| Failure::Usage(anyhow::anyhow!(message)))?;
+            let report =
+                runtime()?.block_on(refbridge::demo::run(refbridge::demo::DemoRequest {
+                    directory: dir,
+                    seed,
+                }))?;
+            print!("{report}");
             Ok(())
         }
         Command::Status { config, json } => {

@@ -150,7 +150,7 @@ fn write_secret(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// Writes a config next to a state folder (`<config stem>.d/`: ledger, patient key, inbox) so that
 /// `refbridge … --config FILE` works at once. An existing patient key is kept.
-fn write_config(
+pub(crate) fn write_config(
     path: &Path,
     salesforce: &refbridge_salesforce::sandbox::RunningSandbox,
     hubspot: &refbridge_hubspot::sandbox::RunningSandbox,
