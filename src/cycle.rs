@@ -10,7 +10,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use refbridge_model::crm::CrmSystem;
 use serde::Serialize;
 
-use crate::config::LoadedConfig;
+use crate::config::{Config, LoadedConfig};
 use crate::health::{self, HealthState};
 use crate::identity::{self, IdentityReport};
 use crate::import::{ImportReport, Importer, now as now_text};
@@ -125,7 +125,7 @@ pub async fn run_cycle(
     let configured: Vec<CrmSystem> = clients.iter().map(CrmClient::system).collect();
     let as_of = options.now.date_naive();
     let (evaluation, refused) = match evaluate(
-        loaded,
+        &loaded.config,
         ledger,
         &configured,
         as_of,
@@ -177,14 +177,13 @@ impl From<rusqlite::Error> for EvaluateError {
 /// (alerts and outbox rows written, to be pushed); without, it is rolled back: nothing is queued
 /// and nothing sent. Identity and health are derived data and are stored either way.
 pub fn evaluate(
-    loaded: &LoadedConfig,
+    config: &Config,
     ledger: &mut Ledger,
     configured: &[CrmSystem],
     as_of: NaiveDate,
     allow_mass_change: bool,
     apply: bool,
 ) -> Result<Evaluation, EvaluateError> {
-    let config = &loaded.config;
     let now = now_text();
     let connection = ledger.connection();
     let identity = identity::resolve(connection, &config.identity, &now)?;

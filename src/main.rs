@@ -299,17 +299,15 @@ fn run(command: Command) -> Result<(), Failure> {
             Ok(())
         }
         Command::Plan { config, json } => {
-            let loaded = load_config(&config)?;
-            let clients =
-                CrmClient::all(&loaded).map_err(|error| Failure::Usage(anyhow::anyhow!(error)))?;
-            let configured: Vec<_> = clients.iter().map(CrmClient::system).collect();
-            let settings = &loaded.config.ledger;
+            let config = load_offline(&config)?;
+            let configured = config.configured_crms();
+            let settings = &config.ledger;
             let mut ledger = Ledger::open_existing(
                 &settings.path,
                 Duration::from_secs(settings.busy_timeout_seconds),
             )?;
             let as_of = chrono::Utc::now().date_naive();
-            let evaluation = evaluate(&loaded, &mut ledger, &configured, as_of, false, false)
+            let evaluation = evaluate(&config, &mut ledger, &configured, as_of, false, false)
                 .map_err(|error| match error {
                     EvaluateError::Routing(message) => {
                         Failure::Usage(anyhow::anyhow!("refer-out routing: {message}"))
@@ -417,8 +415,8 @@ fn run(command: Command) -> Result<(), Failure> {
             partner,
             as_of,
         } => {
-            let loaded = load_config(&config)?;
-            let settings = &loaded.config.ledger;
+            let config = load_offline(&config)?;
+            let settings = &config.ledger;
             let ledger = Ledger::open_existing(
                 &settings.path,
                 Duration::from_secs(settings.busy_timeout_seconds),
@@ -430,18 +428,15 @@ fn run(command: Command) -> Result<(), Failure> {
                 partner,
                 now: now.to_rfc3339(),
             };
-            let text = refbridge::health::report::run(
-                ledger.connection(),
-                &loaded.config.health,
-                &request,
-            )
-            .map_err(|error| {
-                if error.is_usage() {
-                    Failure::Usage(error.into())
-                } else {
-                    Failure::Runtime(error.into())
-                }
-            })?;
+            let text =
+                refbridge::health::report::run(ledger.connection(), &config.health, &request)
+                    .map_err(|error| {
+                        if error.is_usage() {
+                            Failure::Usage(error.into())
+                        } else {
+                            Failure::Runtime(error.into())
+                        }
+                    })?;
             print!("{text}");
             Ok(())
         }
@@ -466,18 +461,17 @@ fn run(command: Command) -> Result<(), Failure> {
             // A bad request is a usage error even when the ledger is missing.
             refbridge::routing::check_request(&request)
                 .map_err(|error| Failure::Usage(input_error(error)))?;
-            let loaded = load_config(&config)?;
-            let settings = &loaded.config.ledger;
+            let config = load_offline(&config)?;
+            let settings = &config.ledger;
             let ledger = Ledger::open_existing(
                 &settings.path,
                 Duration::from_secs(settings.busy_timeout_seconds),
             )?;
-            let answer =
-                refbridge::routing::route(ledger.connection(), &loaded.config.routing, &request)
-                    .map_err(|error| match error.is_input() {
-                        true => Failure::Usage(input_error(error)),
-                        false => Failure::Runtime(error.into()),
-                    })?;
+            let answer = refbridge::routing::route(ledger.connection(), &config.routing, &request)
+                .map_err(|error| match error.is_input() {
+                    true => Failure::Usage(input_error(error)),
+                    false => Failure::Runtime(error.into()),
+                })?;
             print_report(json, &answer, || answer.to_text())?;
             Ok(())
         }
@@ -493,8 +487,8 @@ fn run(command: Command) -> Result<(), Failure> {
             Ok(())
         }
         Command::Status { config, json } => {
-            let loaded = load_config(&config)?;
-            let settings = &loaded.config.ledger;
+            let config = load_offline(&config)?;
+            let settings = &config.ledger;
             let ledger = Ledger::open_existing(
                 &settings.path,
                 Duration::from_secs(settings.busy_timeout_seconds),
@@ -694,6 +688,11 @@ fn print_report<T: serde::Serialize>(
         print!("{}", text());
     }
     Ok(())
+}
+
+/// The config without its secrets, for commands that only read the ledger.
+fn load_offline(path: &std::path::Path) -> Result<Config, Failure> {
+    Config::load_offline(path).map_err(|error| Failure::Usage(error.into()))
 }
 
 fn load_config(path: &std::path::Path) -> Result<LoadedConfig, Failure> {

@@ -53,6 +53,24 @@ fn the_demo_runs_the_whole_cycle_twice_and_says_how_to_look_further() {
     assert_eq!(status.status, 0, "{}", status.stderr);
     assert!(status.json()["outbox"]["stored"].as_i64().unwrap() > 0);
 
+    // Commands that only read the ledger need no secret (a stopped service has none at hand).
+    let state = directory.join("refbridge.d");
+    for secret in ["patient_key", "salesforce_client_secret", "hubspot_private_app_token"] {
+        std::fs::remove_file(state.join(secret)).unwrap();
+    }
+    for args in [
+        &["status"][..],
+        &["health"],
+        &["plan"],
+        &["route", "--zip3", "303"],
+    ] {
+        let output = run_binary(args, Some(&config));
+        assert_eq!(output.status, 0, "{args:?} without secrets: {}", output.stderr);
+    }
+    let sync = run_binary(&["sync", "--once"], Some(&config));
+    assert_eq!(sync.status, 2, "sync needs its secrets: {}", sync.stderr);
+    assert!(sync.stderr.contains("patient_key"), "{}", sync.stderr);
+
     // Again into the same directory: it is the demo's own, so it starts afresh.
     let again = run_binary(&["demo", "--dir", &dir], None);
     assert_eq!(again.status, 0, "{}", again.stderr);

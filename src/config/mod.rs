@@ -212,8 +212,38 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl Config {
+    /// Reads, parses and validates `path` without reading any secret: for the commands that only
+    /// read the ledger (`status`, `health`, `plan`, `route`), which must work when the secrets are
+    /// not at hand (a stopped service's systemd credentials exist only while it runs).
+    pub fn load_offline(path: &Path) -> Result<Config, ConfigError> {
+        Config::read(path, false).map(|loaded| loaded.0)
+    }
+
     /// Reads, parses and validates `path`, reading the secrets it names. Every problem is reported.
     pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
+        let (config, secrets) = Config::read(path, true)?;
+        let (patient_key, salesforce_secrets, hubspot_secrets) =
+            secrets.expect("secrets are read when asked for");
+        Ok(LoadedConfig {
+            config,
+            source: path.to_path_buf(),
+            patient_key,
+            salesforce_secrets,
+            hubspot_secrets,
+        })
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn read(
+        path: &Path,
+        with_secrets: bool,
+    ) -> Result<
+        (
+            Config,
+            Option<(Secret, Option<SalesforceSecrets>, Option<HubspotSecrets>)>,
+        ),
+        ConfigError,
+    > {
         let error = |problems| ConfigError {
             file: path.to_path_buf(),
             problems,
@@ -248,6 +278,15 @@ impl Config {
             found: Vec::new(),
         };
         config.validate(&mut problems);
+        if !with_secrets {
+            problems
+                .found
+                .sort_by_key(|problem| (problem.line, problem.column));
+            return match problems.found.is_empty() {
+                true => Ok((config, None)),
+                false => Err(error(problems.found)),
+            };
+        }
         let patient_key = config.read_patient_key(&mut problems);
         let salesforce_secrets = config.read_salesforce_secrets(&mut problems);
         let hubspot_secrets = config.read_hubspot_secrets(&mut problems);
@@ -255,15 +294,25 @@ impl Config {
             .found
             .sort_by_key(|problem| (problem.line, problem.column));
         match patient_key {
-            Some(patient_key) if problems.found.is_empty() => Ok(LoadedConfig {
+            Some(patient_key) if problems.found.is_empty() => Ok((
                 config,
-                source: path.to_path_buf(),
-                patient_key,
-                salesforce_secrets,
-                hubspot_secrets,
-            }),
+                Some((patient_key, salesforce_secrets, hubspot_secrets)),
+            )),
             _ => Err(error(problems.found)),
         }
+    }
+
+    /// The CRMs this config pushes to.
+    pub fn configured_crms(&self) -> Vec<refbridge_model::crm::CrmSystem> {
+        use refbridge_model::crm::CrmSystem;
+        let mut systems = Vec::new();
+        if self.connectors.salesforce.is_some() {
+            systems.push(CrmSystem::Salesforce);
+        }
+        if self.connectors.hubspot.is_some() {
+            systems.push(CrmSystem::Hubspot);
+        }
+        systems
     }
 
     /// Each configured CRM's team queue owner, as (system, owner id).
