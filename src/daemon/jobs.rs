@@ -368,7 +368,17 @@ fn recorded(
         Ok(run_id) => run_id,
         Err(source) => return RunResult::failed(&ledger.sql_error(source)),
     };
-    let (result, figures) = work(&mut ledger);
+    // A bug must not leave the run `running` for ever: a panic is recorded as a failure.
+    let (result, figures) =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&mut ledger)))
+            .unwrap_or_else(|_| {
+                // Whatever it had open is abandoned (an error when nothing was).
+                let _ = ledger.connection().execute_batch("ROLLBACK");
+                (
+                    RunResult::new(Outcome::Failed, "the job panicked (a bug)".to_string()),
+                    RunFigures::default(),
+                )
+            });
     if let Err(source) = crm::finish_run(
         ledger.connection(),
         run_id,

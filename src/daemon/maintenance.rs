@@ -216,8 +216,8 @@ fn backup(
         // A backup of this very second exists (a schedule faster than once a second).
         return Ok(target);
     }
+    remove_partial_backups(ledger.path(), directory)?;
     let partial = directory.join(format!(".{name}.partial"));
-    let _ = std::fs::remove_file(&partial);
     std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -229,7 +229,7 @@ fn backup(
         {
             let backup = rusqlite::backup::Backup::new(ledger.connection(), &mut destination)?;
             // One step: the copy reads one consistent snapshot; writers are not blocked (WAL).
-            backup.run_to_completion(-1, Duration::ZERO, None)?;
+            backup.run_to_completion(std::os::raw::c_int::MAX, Duration::ZERO, None)?;
         }
         // A backup is one self-contained file.
         destination.pragma_update(None, "journal_mode", "DELETE")?;
@@ -244,6 +244,26 @@ fn backup(
     }
     std::fs::rename(&partial, &target).map_err(io(&target))?;
     Ok(target)
+}
+
+/// Deletes backups an earlier run left unfinished (`.<backup name>.partial`).
+fn remove_partial_backups(ledger: &Path, directory: &Path) -> Result<(), MaintenanceError> {
+    let error = |source| MaintenanceError::Files {
+        path: directory.to_path_buf(),
+        source,
+    };
+    for entry in std::fs::read_dir(directory).map_err(error)? {
+        let entry = entry.map_err(error)?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let unfinished = name
+            .strip_prefix('.')
+            .and_then(|rest| rest.strip_suffix(".partial"))
+            .is_some_and(|inner| is_backup_name(ledger, inner));
+        if unfinished {
+            std::fs::remove_file(entry.path()).map_err(error)?;
+        }
+    }
+    Ok(())
 }
 
 /// Deletes the oldest backups of `ledger` in `directory` beyond the newest `keep`.
