@@ -852,3 +852,55 @@ fn a_listener_beyond_loopback_is_a_config_error_unless_allowed() {
         output.stderr
     );
 }
+
+#[test]
+fn sigterm_during_a_slow_pull_stops_it_at_a_committed_page() {
+    // Every CRM answer takes 250 ms: a first pull takes seconds, so the stop lands inside one.
+    let world = World::start(&["--faults", "latency_ms=250"]);
+    append(
+        &world.config,
+        "\n[schedule]\npull_salesforce = \"*/2 * * * * *\"\npull_hubspot = \"*/2 * * * * *\"\n\
+         evaluate = \"0 0 0 1 1 *\"\nimport = \"0 0 0 1 1 *\"\njitter_seconds = 0\n",
+    );
+    let mut daemon = Daemon::start(&world.config, None);
+    daemon.wait_for_log(0, "about a started pull", |line| {
+        line["message"] == "job started" && line["job"] == "pull_hubspot"
+    });
+    daemon.wait_for_log(0, "about a stored page", |line| {
+        line["message"] == "stream pulled"
+    });
+    let asked = Instant::now();
+    daemon.signal("TERM");
+    let exit = daemon.wait_exit(15);
+    assert_eq!(exit.code(), Some(0), "{}", daemon.output());
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "the stop took {:?}",
+        asked.elapsed()
+    );
+    let connection = rusqlite::Connection::open(world.ledger()).unwrap();
+    let outcomes: BTreeMap<String, i64> = connection
+        .prepare("SELECT outcome, count(*) FROM sync_run WHERE kind = 'pull' GROUP BY outcome")
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert!(outcomes.contains_key("stopped"), "{outcomes:?}");
+    assert!(!outcomes.contains_key("running"), "{outcomes:?}");
+    assert!(!outcomes.contains_key("failed"), "{outcomes:?}");
+    // What was committed before the stop is there, with the cursor after it: the next pull resumes.
+    let (records, cursors): (i64, i64) = connection
+        .query_row(
+            "SELECT (SELECT count(*) FROM crm_record), (SELECT count(*) FROM sync_cursor)",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap();
+    assert!(
+        records > 0 && cursors > 0,
+        "{records} records, {cursors} cursors"
+    );
+    let (integrity, running) = integrity_and_runs(&world.ledger());
+    assert_eq!((integrity.as_str(), running), ("ok", 0));
+}

@@ -9,12 +9,12 @@
 //! never panics on bad data and never logs a record's or a patient's values.
 
 use std::fmt::Write as _;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use chrono::Utc;
 use refbridge_http::StatusCounts;
-use refbridge_model::crm::CrmSystem;
+use refbridge_model::crm::{CrmSystem, StreamKind};
 
 use crate::config::{Config, LoadedConfig};
 use crate::cycle;
@@ -151,21 +151,40 @@ pub fn chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// The locks that keep jobs from seeing each other's work half done.
+///
 /// One lock per CRM: a pull and the nightly reconciliation of the same CRM never run at once (a
-/// reconciliation may reset a stream's cursor, which a pull in flight would overwrite).
+/// reconciliation may reset a stream's cursor, which a pull in flight would overwrite). And one
+/// for the inputs: pulls, reconciliations and inbox scans hold it shared, an evaluation holds it
+/// alone, so an evaluation never reads a CRM pulled half-way or an export imported half-way.
 #[derive(Debug, Default)]
-pub struct CrmLocks {
+pub struct Locks {
     salesforce: Mutex<()>,
     hubspot: Mutex<()>,
+    inputs: RwLock<()>,
 }
 
-impl CrmLocks {
-    fn lock(&self, system: CrmSystem) -> MutexGuard<'_, ()> {
+impl Locks {
+    fn crm(&self, system: CrmSystem) -> MutexGuard<'_, ()> {
         let lock = match system {
             CrmSystem::Salesforce => &self.salesforce,
             CrmSystem::Hubspot => &self.hubspot,
         };
         lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Held while a job writes inputs (pull, reconcile, import).
+    fn writing_inputs(&self) -> RwLockReadGuard<'_, ()> {
+        self.inputs
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Held while an evaluation reads the inputs.
+    fn reading_all_inputs(&self) -> RwLockWriteGuard<'_, ()> {
+        self.inputs
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -173,7 +192,7 @@ impl CrmLocks {
 pub struct JobContext<'a> {
     pub loaded: &'a LoadedConfig,
     pub stop: &'a StopSignal,
-    pub crm_locks: &'a CrmLocks,
+    pub locks: &'a Locks,
 }
 
 /// Runs one job to its end (or to the safe point after a stop request). Blocking.
@@ -274,7 +293,8 @@ fn pull_one(
         }
         Err(message) => return Err(RunResult::new(Outcome::Failed, message)),
     };
-    let _crm = context.crm_locks.lock(system);
+    let _crm = context.locks.crm(system);
+    let _inputs = context.locks.writing_inputs();
     if context.stop.is_requested() {
         return Err(RunResult::new(
             Outcome::Stopped,
@@ -393,19 +413,17 @@ fn recorded(
 }
 
 fn import(context: &JobContext<'_>) -> RunResult {
-    recorded(
-        context.loaded,
-        "inbox",
-        "import",
-        |ledger| match cycle::import_inbox(context.loaded, ledger, context.stop) {
+    recorded(context.loaded, "inbox", "import", |ledger| {
+        let _inputs = context.locks.writing_inputs();
+        match cycle::import_inbox(context.loaded, ledger, context.stop) {
             Ok(Some(report)) => import_result(&report),
             Ok(None) => (
                 RunResult::new(Outcome::Ok, "no EHR inbox is configured".to_string()),
                 RunFigures::default(),
             ),
             Err(error) => (RunResult::failed(&error), RunFigures::default()),
-        },
-    )
+        }
+    })
 }
 
 fn import_result(report: &ImportReport) -> (RunResult, RunFigures) {
@@ -457,12 +475,34 @@ fn evaluate(context: &JobContext<'_>) -> RunResult {
             }
         };
         let configured: Vec<CrmSystem> = clients.iter().map(CrmClient::system).collect();
+        match inputs_missing(ledger, &configured, loaded.config.connectors.ehr.is_some()) {
+            Ok(missing) if missing.is_empty() => {}
+            Ok(missing) => {
+                let summary = format!(
+                    "waiting for the first complete read of every input: {}",
+                    missing.join(", ")
+                );
+                return (
+                    RunResult::new(Outcome::Deferred, summary),
+                    RunFigures::default(),
+                );
+            }
+            Err(source) => {
+                return (
+                    RunResult::failed(&ledger.sql_error(source)),
+                    RunFigures::default(),
+                );
+            }
+        }
         let as_of = Utc::now().date_naive();
-        let (evaluation, refused) =
-            match cycle::evaluate_and_queue(loaded, ledger, &configured, as_of, false) {
-                Ok(result) => result,
-                Err(error) => return (RunResult::failed(&error), RunFigures::default()),
-            };
+        let evaluated = {
+            let _inputs = context.locks.reading_all_inputs();
+            cycle::evaluate_and_queue(loaded, ledger, &configured, as_of, false)
+        };
+        let (evaluation, refused) = match evaluated {
+            Ok(result) => result,
+            Err(error) => return (RunResult::failed(&error), RunFigures::default()),
+        };
         let mut figures = RunFigures::default();
         let mut summary = String::new();
         if let Some(evaluation) = &evaluation {
@@ -528,6 +568,45 @@ fn evaluate(context: &JobContext<'_>) -> RunResult {
         result.clients = used;
         (result, figures)
     })
+}
+
+/// The inputs an evaluation still waits for: every stream of every configured CRM pulled to the
+/// end once (`salesforce referrals`), and the inbox scanned once (`the EHR inbox`). Tasks planned
+/// from half the data would be moved or closed once the rest arrives, and the circuit breaker
+/// would then refuse the whole plan.
+fn inputs_missing(
+    ledger: &Ledger,
+    configured: &[CrmSystem],
+    inbox: bool,
+) -> rusqlite::Result<Vec<String>> {
+    let connection = ledger.connection();
+    let mut missing = Vec::new();
+    let mut pulled = connection.prepare(
+        "SELECT EXISTS (SELECT 1 FROM sync_run
+                        WHERE system = ?1 AND stream = ?2 AND kind = 'pull' AND outcome = 'ok')",
+    )?;
+    for system in configured {
+        for stream in StreamKind::ALL {
+            let done: bool =
+                pulled.query_row([system.as_str(), stream.as_str()], |row| row.get(0))?;
+            if !done {
+                missing.push(format!("{} {}", system.as_str(), stream.as_str()));
+            }
+        }
+    }
+    if inbox {
+        let scanned: bool = connection.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sync_run
+                            WHERE system = ?1 AND kind = 'import' AND outcome <> 'running')
+                 OR EXISTS (SELECT 1 FROM import_run)",
+            [crm::REFBRIDGE_SYSTEM],
+            |row| row.get(0),
+        )?;
+        if !scanned {
+            missing.push("the EHR inbox".to_string());
+        }
+    }
+    Ok(missing)
 }
 
 fn maintain(context: &JobContext<'_>) -> RunResult {

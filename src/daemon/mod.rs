@@ -40,7 +40,7 @@ use crate::config::{Config, LoadedConfig};
 use crate::ledger::{Ledger, LedgerError};
 use crate::stop::StopSignal;
 use crate::sync::CrmClient;
-use jobs::{CrmLocks, Job, JobContext, Outcome};
+use jobs::{Job, JobContext, Locks, Outcome};
 use metrics::Metrics;
 use notify::{Notice, Notifier};
 
@@ -91,7 +91,7 @@ pub(crate) struct Shared {
     stop: StopSignal,
     notifier: Notifier,
     metrics: Metrics,
-    crm_locks: CrmLocks,
+    locks: Locks,
     states: Mutex<BTreeMap<Job, JobState>>,
     /// Job runs in progress.
     active: watch::Sender<usize>,
@@ -204,7 +204,7 @@ impl Shared {
         let context = JobContext {
             loaded: &loaded,
             stop: &self.stop,
-            crm_locks: &self.crm_locks,
+            locks: &self.locks,
         };
         let result = jobs::run(job, &context);
         let finished = Utc::now();
@@ -360,7 +360,7 @@ pub async fn run(loaded: LoadedConfig) -> Result<(), DaemonError> {
         stop: StopSignal::new(),
         notifier: Notifier::from_env(),
         metrics: Metrics::default(),
-        crm_locks: CrmLocks::default(),
+        locks: Locks::default(),
         states: Mutex::new(BTreeMap::new()),
         active: watch::Sender::new(0),
         heartbeat: AtomicI64::new(unix_millis()),
