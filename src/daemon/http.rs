@@ -6,6 +6,7 @@
 //! Every handler only reads: readiness takes a write lock and rolls it back at once. Answers carry
 //! job names, systems, streams and counts, never a record, a partner's name or a patient value.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,12 +16,11 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use refbridge_model::crm::CrmSystem;
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use super::Shared;
 use super::jobs::{Job, Outcome};
 use super::metrics::{LedgerGauges, render};
-use crate::config::LoadedConfig;
 
 /// Serves until `shutdown` resolves.
 pub(super) async fn serve(
@@ -48,9 +48,25 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
         .into_iter()
         .filter(|job| shared.last_outcome(*job) == Some(Outcome::Failed))
         .collect();
-    let verdict = tokio::task::spawn_blocking(move || readiness(&loaded, &failed_jobs))
-        .await
-        .unwrap_or_else(|_| Err("the readiness check did not finish".to_string()));
+    let connectors = &loaded.config.connectors;
+    let systems: Vec<CrmSystem> = [
+        (CrmSystem::Salesforce, connectors.salesforce.is_some()),
+        (CrmSystem::Hubspot, connectors.hubspot.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(system, configured)| configured.then_some(system))
+    .collect();
+    let verdict = tokio::task::spawn_blocking(move || {
+        let settings = &loaded.config.ledger;
+        readiness(
+            &settings.path,
+            Duration::from_secs(settings.busy_timeout_seconds),
+            &systems,
+            &failed_jobs,
+        )
+    })
+    .await
+    .unwrap_or_else(|_| Err("the readiness check did not finish".to_string()));
     match verdict {
         Ok(()) => (StatusCode::OK, "ready\n".to_string()),
         Err(reason) => (
@@ -60,27 +76,24 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     }
 }
 
-/// Ready: the ledger takes a write lock, and no configured CRM's last pull job, nor the last
-/// pull of any of its streams, failed.
-fn readiness(loaded: &LoadedConfig, failed_jobs: &[Job]) -> Result<(), String> {
+/// Ready: no configured CRM's last pull job failed, the ledger takes a write lock, and no
+/// configured CRM's stream's last pull failed. The reason is one line.
+fn readiness(
+    ledger: &Path,
+    busy_timeout: Duration,
+    systems: &[CrmSystem],
+    failed_jobs: &[Job],
+) -> Result<(), String> {
     if let Some(job) = failed_jobs.first() {
         return Err(format!("the last {} run failed", job.as_str()));
     }
-    let settings = &loaded.config.ledger;
-    let connection = open(loaded, OpenFlags::SQLITE_OPEN_READ_WRITE)
+    let connection = open(ledger, OpenFlags::SQLITE_OPEN_READ_WRITE)
         .map_err(|error| format!("cannot open the ledger: {error}"))?;
     connection
-        .busy_timeout(Duration::from_secs(settings.busy_timeout_seconds))
+        .busy_timeout(busy_timeout)
         .and_then(|()| connection.execute_batch("BEGIN IMMEDIATE; ROLLBACK;"))
         .map_err(|error| format!("the ledger is not writable: {error}"))?;
-    let connectors = &loaded.config.connectors;
-    for (system, configured) in [
-        (CrmSystem::Salesforce, connectors.salesforce.is_some()),
-        (CrmSystem::Hubspot, connectors.hubspot.is_some()),
-    ] {
-        if !configured {
-            continue;
-        }
+    for system in systems {
         let failed: Option<String> = connection
             .query_row(
                 "SELECT s.stream FROM sync_run s
@@ -91,11 +104,8 @@ fn readiness(loaded: &LoadedConfig, failed_jobs: &[Job]) -> Result<(), String> {
                 [system.as_str()],
                 |row| row.get(0),
             )
-            .map(Some)
-            .or_else(|error| match error {
-                rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                other => Err(format!("cannot read the ledger: {other}")),
-            })?;
+            .optional()
+            .map_err(|error| format!("cannot read the ledger: {error}"))?;
         if let Some(stream) = failed {
             return Err(format!(
                 "the last {} {stream} pull failed (see `refbridge status`)",
@@ -106,17 +116,14 @@ fn readiness(loaded: &LoadedConfig, failed_jobs: &[Job]) -> Result<(), String> {
     Ok(())
 }
 
-fn open(loaded: &LoadedConfig, flags: OpenFlags) -> rusqlite::Result<Connection> {
-    Connection::open_with_flags(
-        &loaded.config.ledger.path,
-        flags | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
+fn open(ledger: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
+    Connection::open_with_flags(ledger, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     let loaded = shared.config();
     let gauges = tokio::task::spawn_blocking(move || {
-        let connection = open(&loaded, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        let connection = open(&loaded.config.ledger.path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
         connection.busy_timeout(Duration::from_secs(
             loaded.config.ledger.busy_timeout_seconds,
         ))?;
@@ -140,4 +147,53 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
         )],
         body,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readiness_names_the_failed_pull_or_job_in_one_line() {
+        let (_directory, ledger) = crate::ledger::scratch();
+        let path = ledger.path().to_path_buf();
+        let second = Duration::from_secs(1);
+        let both = [CrmSystem::Salesforce, CrmSystem::Hubspot];
+        assert_eq!(readiness(&path, second, &both, &[]), Ok(()));
+        let run = |outcome: &str| {
+            ledger
+                .connection()
+                .execute(
+                    "INSERT INTO sync_run (system, stream, kind, started_at, outcome)
+                     VALUES ('hubspot', 'contacts', 'pull', 'x', ?1)",
+                    [outcome],
+                )
+                .unwrap();
+        };
+        run("failed");
+        assert_eq!(
+            readiness(&path, second, &both, &[]),
+            Err("the last hubspot contacts pull failed (see `refbridge status`)".to_string())
+        );
+        // A CRM that is not configured any more does not count.
+        assert_eq!(
+            readiness(&path, second, &[CrmSystem::Salesforce], &[]),
+            Ok(())
+        );
+        // A later successful pull of the stream clears it.
+        run("ok");
+        assert_eq!(readiness(&path, second, &both, &[]), Ok(()));
+        assert_eq!(
+            readiness(&path, second, &both, &[Job::PullSalesforce]),
+            Err("the last pull_salesforce run failed".to_string())
+        );
+        // A ledger another connection holds for writing is not ready.
+        ledger
+            .connection()
+            .execute_batch("BEGIN IMMEDIATE")
+            .unwrap();
+        let busy = readiness(&path, Duration::from_millis(50), &both, &[]).unwrap_err();
+        assert!(busy.starts_with("the ledger is not writable"), "{busy}");
+        ledger.connection().execute_batch("ROLLBACK").unwrap();
+    }
 }

@@ -430,4 +430,58 @@ mod tests {
         assert_eq!(left, [older_ok, old_failed, recent]);
         assert!(!left.contains(&old_ok) && !left.contains(&hubspot_old));
     }
+
+    #[test]
+    fn exports_go_once_their_import_run_is_old_and_each_deletion_is_audited() {
+        let (directory, ledger) = crate::ledger::scratch();
+        let connection = ledger.connection();
+        for (id, started) in [(1, "2025-01-01T00:00:00Z"), (2, "2026-11-01T00:00:00Z")] {
+            connection
+                .execute(
+                    "INSERT INTO import_run (id, file_name, file_path, sha256, size_bytes, started_at, outcome)
+                     VALUES (?1, 'f', 'f', 'h', 1, ?2, 'imported')",
+                    rusqlite::params![id, started],
+                )
+                .unwrap();
+        }
+        let inbox = directory.path().join("inbox");
+        for (folder, name) in [
+            ("imported", "1-old.csv"),
+            ("imported", "2-new.csv"),
+            ("imported", "notes.txt"),
+            ("imported", "7-no-such-run.csv"),
+            ("rejected", "1-bad.csv"),
+        ] {
+            std::fs::create_dir_all(inbox.join(folder)).unwrap();
+            std::fs::write(inbox.join(folder).join(name), "x").unwrap();
+        }
+        std::fs::write(inbox.join("1-waiting.csv"), "x").unwrap();
+        let removed = remove_old_exports(&ledger, &inbox, "2026-08-01T00:00:00Z").unwrap();
+        assert_eq!(removed, 2);
+        let left = |folder: &str| -> Vec<String> {
+            let mut names: Vec<String> = std::fs::read_dir(inbox.join(folder))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(
+            left("imported"),
+            ["2-new.csv", "7-no-such-run.csv", "notes.txt"]
+        );
+        assert!(left("rejected").is_empty());
+        assert!(
+            inbox.join("1-waiting.csv").exists(),
+            "the inbox itself is never pruned"
+        );
+        let audited: i64 = connection
+            .query_row(
+                "SELECT count(*) FROM audit_log WHERE action = 'delete_export'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(audited, 2);
+    }
 }
