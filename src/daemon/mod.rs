@@ -7,7 +7,7 @@
 //! ledger connection and CRM clients; a job never overlaps itself (a tick that finds the previous
 //! run still running is skipped and logged), and a stop lands between transactions: the first
 //! SIGTERM or SIGINT is enough, a second one is logged and changes nothing. The daemon itself
-//! holds no ledger connection and writes no row: the jobs do.
+//! keeps no ledger connection open and writes no row: the jobs do (the HTTP handlers only read).
 //!
 //! # Layout
 //! - [`config`]: `[schedule]`, `[http]`, `[maintenance]`.
