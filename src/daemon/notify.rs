@@ -89,11 +89,6 @@ impl Notifier {
         Ok((UnixDatagram::unbound()?, address))
     }
 
-    /// True when notifications go somewhere.
-    pub fn is_active(&self) -> bool {
-        self.target.is_some()
-    }
-
     /// Sends `notices` in one datagram.
     pub fn send(&self, notices: &[Notice]) {
         let Some((socket, address)) = &self.target else {
@@ -177,12 +172,5 @@ mod tests {
         assert_eq!(&buffer[..length], b"WATCHDOG=1\n");
 
         assert!(Notifier::open("relative.sock").is_err());
-        assert!(
-            !Notifier {
-                target: None,
-                warned: AtomicBool::new(false)
-            }
-            .is_active()
-        );
     }
 }
