@@ -1,10 +1,11 @@
-//! One whole cycle, as `refbridge sync --once` runs it and the daemon will schedule it: pull every
-//! CRM, import the EHR inbox, resolve identities, compute health, evaluate rules and refer-out
-//! routing into the outbox, push.
+//! One whole cycle, as `refbridge sync --once` runs it: pull every CRM, import the EHR inbox,
+//! resolve identities, compute health, evaluate rules and refer-out routing into the outbox, push.
 //!
-//! Each step commits its own work before the next begins, so a cycle stopped anywhere leaves a
-//! ledger that the next cycle simply continues. The evaluation ([`evaluate`]) is shared with
-//! `refbridge plan`, which runs it and rolls the outbox part back.
+//! Each step is a function of its own ([`pull_all`], [`import_inbox`], [`evaluate_and_queue`],
+//! [`push_all`]) that commits its own work before the next begins, so a cycle stopped anywhere
+//! leaves a ledger that the next cycle simply continues; the daemon (`crate::daemon`) schedules the
+//! same steps as separate jobs. The evaluation ([`evaluate`]) is shared with `refbridge plan`, which
+//! runs it and rolls the outbox part back. Nothing here schedules, retries or sleeps.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use refbridge_model::crm::CrmSystem;
@@ -18,16 +19,19 @@ use crate::ledger::{Ledger, LedgerError};
 use crate::outbox::{self, OutboxError, Plan, ReconcileOptions};
 use crate::routing;
 use crate::rules::{self, RuleInputs};
+use crate::stop::StopSignal;
 use crate::sync::{CrmClient, PushReport, SyncError, SyncReport};
 
 /// How a cycle runs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct CycleOptions {
     pub now: DateTime<Utc>,
     /// Run the reconciliation pass after pulling (nightly).
     pub reconcile: bool,
     /// Apply a plan even when the circuit breaker trips.
     pub allow_mass_change: bool,
+    /// Raised to stop at the next safe point (between pages, files and batches).
+    pub stop: StopSignal,
 }
 
 /// Health, in counts.
@@ -95,58 +99,31 @@ pub enum CycleError {
     Routing(String),
 }
 
-/// Runs one cycle.
+/// Runs one cycle: [`pull_all`], [`import_inbox`], [`evaluate_and_queue`], [`push_all`].
 pub async fn run_cycle(
     loaded: &LoadedConfig,
     ledger: &mut Ledger,
     clients: &[CrmClient],
     options: CycleOptions,
 ) -> Result<CycleReport, CycleError> {
-    let mut pulled = SyncReport::default();
-    for client in clients {
-        pulled.absorb(client.pull(ledger, options.now, options.reconcile).await?);
-    }
-    pulled.api_calls = 0;
-
-    let imported = match &loaded.config.connectors.ehr {
-        Some(ehr) => {
-            let reader = Importer::reader_for(ehr, loaded.patient_key.expose());
-            let mut importer = Importer::new(
-                ledger,
-                reader,
-                &loaded.config.identity.alias,
-                loaded.config.ledger.import_batch_rows,
-            );
-            Some(importer.import_inbox(&ehr.inbox)?)
-        }
-        None => None,
-    };
-
+    let pulled = pull_all(
+        ledger,
+        clients,
+        options.now,
+        options.reconcile,
+        &options.stop,
+    )
+    .await?;
+    let imported = import_inbox(loaded, ledger, &options.stop)?;
     let configured: Vec<CrmSystem> = clients.iter().map(CrmClient::system).collect();
-    let as_of = options.now.date_naive();
-    let (evaluation, refused) = match evaluate(
-        &loaded.config,
+    let (evaluation, refused) = evaluate_and_queue(
+        loaded,
         ledger,
         &configured,
-        as_of,
+        options.now.date_naive(),
         options.allow_mass_change,
-        true,
-    ) {
-        Ok(evaluation) => (Some(evaluation), None),
-        Err(EvaluateError::Outbox(OutboxError::Breaker { .. }, message)) => {
-            tracing::error!(reason = %message, "plan refused; pending retries are still pushed");
-            (None, Some(message))
-        }
-        Err(EvaluateError::Outbox(OutboxError::Sql(source), _) | EvaluateError::Sql(source)) => {
-            return Err(CycleError::Ledger(ledger.sql_error(source)));
-        }
-        Err(EvaluateError::Routing(message)) => return Err(CycleError::Routing(message)),
-    };
-
-    let mut push = Vec::new();
-    for client in clients {
-        push.push(client.push(ledger).await?);
-    }
+    )?;
+    let push = push_all(ledger, clients, &options.stop).await?;
     let api_calls = clients.iter().map(CrmClient::api_calls).sum();
     Ok(CycleReport {
         pulled,
@@ -156,6 +133,92 @@ pub async fn run_cycle(
         push,
         api_calls,
     })
+}
+
+/// Pulls every stream of each client in turn (and reconciles, when asked).
+pub async fn pull_all(
+    ledger: &mut Ledger,
+    clients: &[CrmClient],
+    now: DateTime<Utc>,
+    reconcile: bool,
+    stop: &StopSignal,
+) -> Result<SyncReport, CycleError> {
+    let mut pulled = SyncReport::default();
+    for client in clients {
+        if stop.is_requested() {
+            break;
+        }
+        pulled.absorb(client.pull(ledger, now, reconcile, stop).await?);
+    }
+    pulled.api_calls = 0;
+    Ok(pulled)
+}
+
+/// Imports what waits in the EHR inbox, when `[connectors.ehr]` is configured; a stop request
+/// ends the scan after the file being imported.
+pub fn import_inbox(
+    loaded: &LoadedConfig,
+    ledger: &mut Ledger,
+    stop: &StopSignal,
+) -> Result<Option<ImportReport>, CycleError> {
+    let Some(ehr) = &loaded.config.connectors.ehr else {
+        return Ok(None);
+    };
+    let reader = Importer::reader_for(ehr, loaded.patient_key.expose());
+    let mut importer = Importer::new(
+        ledger,
+        reader,
+        &loaded.config.identity.alias,
+        loaded.config.ledger.import_batch_rows,
+    )
+    .stop_on(stop.clone());
+    Ok(Some(importer.import_inbox(&ehr.inbox)?))
+}
+
+/// [`evaluate`] with the plan applied: alerts and outbox intents are committed, to be pushed. A
+/// plan the circuit breaker refuses is logged and returned as the refusal's message (pending
+/// retries are still pushed); anything else that fails is an error.
+pub fn evaluate_and_queue(
+    loaded: &LoadedConfig,
+    ledger: &mut Ledger,
+    configured: &[CrmSystem],
+    as_of: NaiveDate,
+    allow_mass_change: bool,
+) -> Result<(Option<Evaluation>, Option<String>), CycleError> {
+    match evaluate(
+        &loaded.config,
+        ledger,
+        configured,
+        as_of,
+        allow_mass_change,
+        true,
+    ) {
+        Ok(evaluation) => Ok((Some(evaluation), None)),
+        Err(EvaluateError::Outbox(OutboxError::Breaker { .. }, message)) => {
+            tracing::error!(reason = %message, "plan refused; pending retries are still pushed");
+            Ok((None, Some(message)))
+        }
+        Err(EvaluateError::Outbox(OutboxError::Sql(source), _) | EvaluateError::Sql(source)) => {
+            Err(CycleError::Ledger(ledger.sql_error(source)))
+        }
+        Err(EvaluateError::Routing(message)) => Err(CycleError::Routing(message)),
+    }
+}
+
+/// Pushes every pending intent to its CRM, one client after the other.
+pub async fn push_all(
+    ledger: &mut Ledger,
+    clients: &[CrmClient],
+    stop: &StopSignal,
+) -> Result<Vec<PushReport>, CycleError> {
+    let mut push = Vec::new();
+    for client in clients {
+        if stop.is_requested() {
+            break;
+        }
+        push.push(client.push(ledger, stop).await?);
+    }
+    Ok(push)
 }
 
 /// Why an evaluation stopped.

@@ -123,8 +123,9 @@ pub async fn run(request: DemoRequest) -> anyhow::Result<String> {
         now: Utc::now(),
         reconcile: false,
         allow_mass_change: false,
+        stop: crate::stop::StopSignal::new(),
     };
-    let first = run_cycle(&loaded, &mut ledger, &clients, options).await?;
+    let first = run_cycle(&loaded, &mut ledger, &clients, options.clone()).await?;
     let calls_after_first = first.api_calls;
 
     progress.step("cycle 2: the same again, to show that nothing is repeated");

@@ -20,6 +20,7 @@ use crate::config::{AliasConfig, EhrConfig};
 use crate::ledger::store::{self, ReferralWriter, RunCounts};
 use crate::ledger::{Ledger, LedgerError};
 use crate::partners::{PartnerResolver, normalize_name};
+use crate::stop::StopSignal;
 
 /// The source system EHR referrals are keyed under.
 pub const EHR_SYSTEM: &str = "ehr";
@@ -73,6 +74,9 @@ pub struct ImportReport {
     pub totals: RunCounts,
     pub partners_new: u64,
     pub file_reports: Vec<FileReport>,
+    /// True when a stop request ended an inbox scan before every waiting file was imported.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub stopped: bool,
 }
 
 /// Failures that stop an import: the ledger, or a file that cannot be opened at all.
@@ -100,6 +104,7 @@ pub struct Importer<'a> {
     reader: ExportReader,
     aliases: Vec<AliasConfig>,
     batch_rows: usize,
+    stop: Option<StopSignal>,
 }
 
 impl<'a> Importer<'a> {
@@ -114,7 +119,15 @@ impl<'a> Importer<'a> {
             reader,
             aliases: aliases.to_vec(),
             batch_rows: batch_rows.max(1),
+            stop: None,
         }
+    }
+
+    /// Makes an inbox scan stop after the file it is importing once `stop` is raised; the files
+    /// not reached stay in the inbox for the next scan.
+    pub fn stop_on(mut self, stop: StopSignal) -> Importer<'a> {
+        self.stop = Some(stop);
+        self
     }
 
     /// Builds the export reader for a configured EHR connector.
@@ -163,6 +176,10 @@ impl<'a> Importer<'a> {
         waiting.sort();
         let mut report = ImportReport::default();
         for path in waiting {
+            if self.stop.as_ref().is_some_and(StopSignal::is_requested) {
+                report.stopped = true;
+                break;
+            }
             let file_report = self.import_file(&path, &mut report.partners_new)?;
             let folder = if file_report.outcome == Outcome::Rejected {
                 "rejected"

@@ -15,7 +15,11 @@
 //! - [`rules`]: health, placements, identity doubts and refer-out options → conditions (tasks).
 //! - [`outbox`]: conditions → alerts and task intents (create/update/close, budget, snoozes,
 //!   circuit breaker); `plan` is the same run rolled back.
-//! - [`cycle`]: one whole cycle (`sync --once`): pull, import, identity, health, rules, push.
+//! - [`cycle`]: one whole cycle (`sync --once`): pull, import, identity, health, rules, push;
+//!   each step a function the daemon's jobs reuse.
+//! - [`daemon`]: `refbridge run`: the scheduled jobs, signals and reloads, systemd notifications,
+//!   the loopback HTTP listener (health, readiness, metrics) and ledger maintenance.
+//! - [`stop`]: the stop request that long work checks between transactions.
 //! - [`routing`]: refer-out routing: up to three partners that fit a patient we cannot admit.
 //! - [`demo`]: `refbridge demo`, the whole product on in-process sandboxes, in one command.
 //! - [`sandbox`]: `refbridge sandbox`, both CRM sandboxes on one synthetic world.
@@ -25,6 +29,7 @@
 
 pub mod config;
 pub mod cycle;
+pub mod daemon;
 pub mod demo;
 pub mod health;
 pub mod identity;
@@ -36,5 +41,6 @@ pub mod routing;
 pub mod rules;
 pub mod sandbox;
 pub mod status;
+pub mod stop;
 pub mod sync;
 pub mod telemetry;

@@ -21,14 +21,14 @@ use refbridge::outbox::Plan;
 use refbridge::sandbox::SandboxRequest;
 use refbridge::status::Status;
 use refbridge::sync::CrmClient;
-use refbridge::telemetry::{self, LogFormat};
+use refbridge::telemetry::{self, LogDestination, LogFormat};
 
 /// Keeps a behavioral-health facility's referral relationships healthy: EHR exports and CRMs
 /// into one referral ledger.
 #[derive(Debug, Parser)]
 #[command(name = "refbridge", version, about)]
 struct Cli {
-    /// How log lines on standard error are written.
+    /// How log lines are written (on standard output for `run`, standard error otherwise).
     #[arg(long, value_enum, default_value = "text", global = true)]
     log_format: LogFormat,
     #[command(subcommand)]
@@ -37,6 +37,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run as a daemon: each job on its `[schedule]` (pull each CRM, scan the EHR inbox, evaluate
+    /// and push, reconcile nightly, maintain the ledger) until SIGTERM or SIGINT; SIGHUP reloads
+    /// the config. Speaks systemd's notify protocol; logs go to standard output.
+    Run {
+        /// The refbridge config file (TOML).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
     /// Validate a config file and the secrets it names; lists every problem with its line.
     CheckConfig {
         /// The refbridge config file (TOML).
@@ -212,12 +220,16 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The demo talks to a person: its progress lines say enough, so logs start at warnings.
-    let level = match cli.command {
-        Command::Demo { .. } => "warn",
-        _ => "info",
+    // The daemon logs to stdout (journald); the demo talks to a person, whose progress lines say
+    // enough, so its logs start at warnings.
+    let destination = match cli.command {
+        Command::Run { .. } => LogDestination::Stdout,
+        _ => LogDestination::Stderr,
     };
-    telemetry::init_with_level(cli.log_format, level);
+    match cli.command {
+        Command::Demo { .. } => telemetry::init_with_filter(cli.log_format, destination, "warn"),
+        _ => telemetry::init(cli.log_format, destination),
+    }
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Usage(error)) => {
@@ -233,6 +245,18 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<(), Failure> {
     match command {
+        Command::Run { config } => {
+            let loaded = load_config(&config)?;
+            runtime()?
+                .block_on(refbridge::daemon::run(loaded))
+                .map_err(|error| {
+                    if error.is_usage() {
+                        Failure::Usage(error.into())
+                    } else {
+                        Failure::Runtime(error.into())
+                    }
+                })
+        }
         Command::CheckConfig {
             config,
             connect,
@@ -279,6 +303,7 @@ fn run(command: Command) -> Result<(), Failure> {
                 now: chrono::Utc::now(),
                 reconcile,
                 allow_mass_change,
+                stop: refbridge::stop::StopSignal::new(),
             };
             let report = runtime()?
                 .block_on(run_cycle(&loaded, &mut ledger, &clients, options))

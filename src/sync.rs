@@ -5,6 +5,10 @@
 //! without losing or repeating a record. A spent API quota defers the rest of the run (it is not a
 //! failure); a configuration error stops it with the connector's message. Push sends every pending
 //! intent once per run; what the CRM answers goes back to the outbox row by row.
+//!
+//! A [`StopSignal`] lands between transactions: a pull stops after the page it is committing (or
+//! while it waits for the CRM, when no transaction is open), reconciliation between streams, a push
+//! between batches; the run is recorded as `stopped`, never `failed`.
 
 use chrono::{DateTime, Utc};
 use refbridge_hubspot::HubspotClient;
@@ -16,6 +20,20 @@ use serde::Serialize;
 use crate::import::now as now_text;
 use crate::ledger::crm::{self, PageCounts};
 use crate::ledger::{Ledger, LedgerError};
+use crate::stop::StopSignal;
+
+/// Why storing a pulled page ended the pull: the ledger failed, or a stop was requested after
+/// the page was committed.
+#[derive(Debug, thiserror::Error)]
+pub enum PageError {
+    #[error(transparent)]
+    Sql(#[from] rusqlite::Error),
+    #[error("a stop was requested")]
+    Stopped,
+}
+
+/// The page callback a connector pulls into.
+pub type OnPage<'a> = dyn FnMut(PulledPage) -> Result<(), PageError> + Send + 'a;
 
 /// What the sync engine needs of a CRM connector. Each connector crate keeps its own client; this
 /// trait only adapts them, so that pulling, reconciling and pushing are written once here.
@@ -34,7 +52,7 @@ pub trait Connector {
         stream: StreamKind,
         after: Option<&Cursor>,
         until: DateTime<Utc>,
-        on_page: &mut (dyn FnMut(PulledPage) -> Result<(), rusqlite::Error> + Send),
+        on_page: &mut OnPage<'_>,
     ) -> Result<(), PullFailure>;
     /// Every live id of a stream (the reconciliation pass).
     async fn live_ids(&self, stream: StreamKind) -> Result<Vec<String>, ConnectorFailure>;
@@ -43,7 +61,7 @@ pub trait Connector {
     async fn pull_deleted(
         &self,
         _stream: StreamKind,
-        _on_page: &mut (dyn FnMut(PulledPage) -> Result<(), rusqlite::Error> + Send),
+        _on_page: &mut OnPage<'_>,
     ) -> Result<(), PullFailure> {
         Ok(())
     }
@@ -76,7 +94,7 @@ impl Connector for HubspotClient {
         stream: StreamKind,
         after: Option<&Cursor>,
         until: DateTime<Utc>,
-        on_page: &mut (dyn FnMut(PulledPage) -> Result<(), rusqlite::Error> + Send),
+        on_page: &mut OnPage<'_>,
     ) -> Result<(), PullFailure> {
         self.pull(stream, after, until, on_page).await?;
         Ok(())
@@ -91,7 +109,7 @@ impl Connector for HubspotClient {
     async fn pull_deleted(
         &self,
         stream: StreamKind,
-        on_page: &mut (dyn FnMut(PulledPage) -> Result<(), rusqlite::Error> + Send),
+        on_page: &mut OnPage<'_>,
     ) -> Result<(), PullFailure> {
         self.pull_archived(stream, on_page).await?;
         Ok(())
@@ -116,11 +134,21 @@ pub struct ConnectorFailure {
     pub message: String,
 }
 
-/// Why a pull stopped: the connector, or storing a page.
+/// Why a pull ended early: the connector, storing a page, or a stop request.
 #[derive(Debug)]
 pub enum PullFailure {
     Connector(ConnectorFailure),
     Store(rusqlite::Error),
+    Stopped,
+}
+
+impl From<PageError> for PullFailure {
+    fn from(error: PageError) -> PullFailure {
+        match error {
+            PageError::Sql(error) => PullFailure::Store(error),
+            PageError::Stopped => PullFailure::Stopped,
+        }
+    }
 }
 
 impl ConnectorFailure {
@@ -132,10 +160,10 @@ impl ConnectorFailure {
     }
 }
 
-impl From<refbridge_salesforce::PullError<rusqlite::Error>> for PullFailure {
-    fn from(error: refbridge_salesforce::PullError<rusqlite::Error>) -> PullFailure {
+impl From<refbridge_salesforce::PullError<PageError>> for PullFailure {
+    fn from(error: refbridge_salesforce::PullError<PageError>) -> PullFailure {
         match error {
-            refbridge_salesforce::PullError::Sink(error) => PullFailure::Store(error),
+            refbridge_salesforce::PullError::Sink(error) => error.into(),
             refbridge_salesforce::PullError::Salesforce(error) => {
                 PullFailure::Connector(ConnectorFailure::new(error.class(), &error))
             }
@@ -143,10 +171,10 @@ impl From<refbridge_salesforce::PullError<rusqlite::Error>> for PullFailure {
     }
 }
 
-impl From<refbridge_hubspot::PullError<rusqlite::Error>> for PullFailure {
-    fn from(error: refbridge_hubspot::PullError<rusqlite::Error>) -> PullFailure {
+impl From<refbridge_hubspot::PullError<PageError>> for PullFailure {
+    fn from(error: refbridge_hubspot::PullError<PageError>) -> PullFailure {
         match error {
-            refbridge_hubspot::PullError::Sink(error) => PullFailure::Store(error),
+            refbridge_hubspot::PullError::Sink(error) => error.into(),
             refbridge_hubspot::PullError::Hubspot(error) => {
                 PullFailure::Connector(ConnectorFailure::new(error.class(), &error))
             }
@@ -176,7 +204,7 @@ impl Connector for SalesforceClient {
         stream: StreamKind,
         after: Option<&Cursor>,
         until: DateTime<Utc>,
-        on_page: &mut (dyn FnMut(PulledPage) -> Result<(), rusqlite::Error> + Send),
+        on_page: &mut OnPage<'_>,
     ) -> Result<(), PullFailure> {
         self.pull(stream, after, until, on_page).await?;
         Ok(())
@@ -205,7 +233,7 @@ impl Connector for SalesforceClient {
 pub struct StreamReport {
     pub system: &'static str,
     pub stream: &'static str,
-    /// `ok`, `deferred` (quota), or `failed`.
+    /// `ok`, `deferred` (quota), `stopped` (a stop was requested), or `failed`.
     pub outcome: &'static str,
     #[serde(flatten)]
     pub counts: PageCounts,
@@ -223,6 +251,9 @@ pub struct PushReport {
     pub created: u64,
     pub retryable: u64,
     pub permanent: u64,
+    /// True when a stop request ended the push before every pending intent was sent.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub stopped: bool,
 }
 
 /// A whole run.
@@ -253,6 +284,14 @@ impl SyncReport {
             .chain(&self.reconciled)
             .any(|s| s.outcome == "failed")
     }
+
+    /// True when a stop request ended a stream early.
+    pub fn was_stopped(&self) -> bool {
+        self.streams
+            .iter()
+            .chain(&self.reconciled)
+            .any(|s| s.outcome == "stopped")
+    }
 }
 
 /// Why a run stopped.
@@ -269,18 +308,23 @@ pub enum SyncError {
 }
 
 /// Pulls every stream of one CRM, then reconciles them when asked. Pushing is separate
-/// ([`push_outbox`]): the cycle pulls every CRM, evaluates, and only then pushes.
+/// ([`push_outbox`]): the cycle pulls every CRM, evaluates, and only then pushes. A stop request
+/// ends the run after the page being committed; the streams not reached are not recorded.
 pub async fn pull_crm<C: Connector>(
     ledger: &mut Ledger,
     client: &C,
     now: DateTime<Utc>,
     reconcile: bool,
+    stop: &StopSignal,
 ) -> Result<SyncReport, SyncError> {
     let system = client.system();
     let until = client.window_end(now);
     let mut report = SyncReport::default();
     let mut deferred = false;
     for stream in StreamKind::ALL {
+        if stop.is_requested() {
+            break;
+        }
         if deferred {
             report.streams.push(StreamReport {
                 system: system.as_str(),
@@ -293,12 +337,12 @@ pub async fn pull_crm<C: Connector>(
             });
             continue;
         }
-        let stream_report = pull_stream(ledger, client, stream, until).await?;
+        let stream_report = pull_stream(ledger, client, stream, until, stop).await?;
         deferred = stream_report.outcome == "deferred";
         report.streams.push(stream_report);
     }
-    if reconcile && !deferred {
-        report.reconciled = reconcile_streams(ledger, client).await?;
+    if reconcile && !deferred && !stop.is_requested() {
+        report.reconciled = reconcile_streams(ledger, client, stop).await?;
     }
     report.api_calls = client.api_calls();
     Ok(report)
@@ -310,27 +354,61 @@ pub enum CrmClient {
     Hubspot(HubspotClient),
 }
 
+/// A CRM's daily API allowance as its last answer reported it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuotaView {
+    pub used: u64,
+    pub limit: u64,
+}
+
+impl QuotaView {
+    /// Calls left today.
+    pub fn remaining(&self) -> u64 {
+        self.limit.saturating_sub(self.used)
+    }
+}
+
 impl CrmClient {
     /// A client for every configured CRM; a client that cannot be built is a configuration error
     /// (the message names the connector).
     pub fn all(loaded: &crate::config::LoadedConfig) -> Result<Vec<CrmClient>, String> {
         let mut clients = Vec::new();
-        if let (Some(settings), Some(secrets)) = (
-            &loaded.config.connectors.salesforce,
-            &loaded.salesforce_secrets,
-        ) {
-            let client = SalesforceClient::new(settings.clone(), secrets.clone())
-                .map_err(|error| format!("connectors.salesforce: {error}"))?;
-            clients.push(CrmClient::Salesforce(client));
-        }
-        if let (Some(settings), Some(secrets)) =
-            (&loaded.config.connectors.hubspot, &loaded.hubspot_secrets)
-        {
-            let client = HubspotClient::new(settings.clone(), secrets.clone())
-                .map_err(|error| format!("connectors.hubspot: {error}"))?;
-            clients.push(CrmClient::Hubspot(client));
+        for system in [CrmSystem::Salesforce, CrmSystem::Hubspot] {
+            if let Some(client) = CrmClient::configured(loaded, system)? {
+                clients.push(client);
+            }
         }
         Ok(clients)
+    }
+
+    /// The client of one CRM, when it is configured.
+    pub fn configured(
+        loaded: &crate::config::LoadedConfig,
+        system: CrmSystem,
+    ) -> Result<Option<CrmClient>, String> {
+        let connectors = &loaded.config.connectors;
+        match system {
+            CrmSystem::Salesforce => {
+                let (Some(settings), Some(secrets)) =
+                    (&connectors.salesforce, &loaded.salesforce_secrets)
+                else {
+                    return Ok(None);
+                };
+                SalesforceClient::new(settings.clone(), secrets.clone())
+                    .map(|client| Some(CrmClient::Salesforce(client)))
+                    .map_err(|error| format!("connectors.salesforce: {error}"))
+            }
+            CrmSystem::Hubspot => {
+                let (Some(settings), Some(secrets)) =
+                    (&connectors.hubspot, &loaded.hubspot_secrets)
+                else {
+                    return Ok(None);
+                };
+                HubspotClient::new(settings.clone(), secrets.clone())
+                    .map(|client| Some(CrmClient::Hubspot(client)))
+                    .map_err(|error| format!("connectors.hubspot: {error}"))
+            }
+        }
     }
 
     pub fn system(&self) -> CrmSystem {
@@ -346,18 +424,23 @@ impl CrmClient {
         ledger: &mut Ledger,
         now: DateTime<Utc>,
         reconcile: bool,
+        stop: &StopSignal,
     ) -> Result<SyncReport, SyncError> {
         match self {
-            CrmClient::Salesforce(client) => pull_crm(ledger, client, now, reconcile).await,
-            CrmClient::Hubspot(client) => pull_crm(ledger, client, now, reconcile).await,
+            CrmClient::Salesforce(client) => pull_crm(ledger, client, now, reconcile, stop).await,
+            CrmClient::Hubspot(client) => pull_crm(ledger, client, now, reconcile, stop).await,
         }
     }
 
     /// [`push_outbox`] for this client.
-    pub async fn push(&self, ledger: &mut Ledger) -> Result<PushReport, SyncError> {
+    pub async fn push(
+        &self,
+        ledger: &mut Ledger,
+        stop: &StopSignal,
+    ) -> Result<PushReport, SyncError> {
         match self {
-            CrmClient::Salesforce(client) => push_outbox(ledger, client).await,
-            CrmClient::Hubspot(client) => push_outbox(ledger, client).await,
+            CrmClient::Salesforce(client) => push_outbox(ledger, client, stop).await,
+            CrmClient::Hubspot(client) => push_outbox(ledger, client, stop).await,
         }
     }
 
@@ -368,6 +451,29 @@ impl CrmClient {
             CrmClient::Hubspot(client) => client.api_calls(),
         }
     }
+
+    /// This client's API answers so far, by HTTP status class (authentication excluded).
+    pub fn status_counts(&self) -> refbridge_http::StatusCounts {
+        match self {
+            CrmClient::Salesforce(client) => client.status_counts(),
+            CrmClient::Hubspot(client) => client.status_counts(),
+        }
+    }
+
+    /// The daily API allowance as the last answer reported it (Salesforce's `Sforce-Limit-Info`,
+    /// HubSpot's daily limit headers), when one did.
+    pub fn quota(&self) -> Option<QuotaView> {
+        match self {
+            CrmClient::Salesforce(client) => client.quota_usage().map(|usage| QuotaView {
+                used: usage.used,
+                limit: usage.limit,
+            }),
+            CrmClient::Hubspot(client) => client.quota_usage().map(|usage| QuotaView {
+                used: usage.used,
+                limit: usage.limit,
+            }),
+        }
+    }
 }
 
 async fn pull_stream<C: Connector>(
@@ -375,6 +481,7 @@ async fn pull_stream<C: Connector>(
     client: &C,
     stream: StreamKind,
     until: DateTime<Utc>,
+    stop: &StopSignal,
 ) -> Result<StreamReport, SyncError> {
     let system = client.system();
     let started = now_text();
@@ -396,40 +503,52 @@ async fn pull_stream<C: Connector>(
         let ledger_ref = &mut *ledger;
         let counts_ref = &mut counts;
         let last_ref = &mut last;
-        let mut store =
-            move |page: refbridge_model::crm::PulledPage| -> Result<(), rusqlite::Error> {
-                let connection = ledger_ref.connection();
-                connection.execute_batch("BEGIN IMMEDIATE")?;
-                let stored = crm::store_page(connection, system, &page, run_id, &now_text())
-                    .and_then(|page_counts| {
-                        *counts_ref += page_counts;
-                        if page.cursor.is_some() {
-                            *last_ref = page.cursor.clone();
-                        }
-                        crm::update_sync_run(
-                            connection,
-                            run_id,
-                            counts_ref,
-                            last_ref.as_ref(),
-                            "running",
-                            None,
-                            None,
-                        )
-                    });
-                match stored {
-                    Ok(()) => connection.execute_batch("COMMIT"),
-                    Err(error) => {
-                        let _ = connection.execute_batch("ROLLBACK");
-                        Err(error)
+        let mut store = move |page: PulledPage| -> Result<(), PageError> {
+            let connection = ledger_ref.connection();
+            connection.execute_batch("BEGIN IMMEDIATE")?;
+            let stored = crm::store_page(connection, system, &page, run_id, &now_text()).and_then(
+                |page_counts| {
+                    *counts_ref += page_counts;
+                    if page.cursor.is_some() {
+                        *last_ref = page.cursor.clone();
                     }
+                    crm::update_sync_run(
+                        connection,
+                        run_id,
+                        counts_ref,
+                        last_ref.as_ref(),
+                        "running",
+                        None,
+                        None,
+                    )
+                },
+            );
+            match stored {
+                Ok(()) => connection.execute_batch("COMMIT")?,
+                Err(error) => {
+                    let _ = connection.execute_batch("ROLLBACK");
+                    return Err(error.into());
                 }
-            };
-        client
-            .pull_pages(stream, before.as_ref(), until, &mut store)
-            .await
+            }
+            // The page and its cursor are committed: a safe point.
+            if stop.is_requested() {
+                return Err(PageError::Stopped);
+            }
+            Ok(())
+        };
+        // Transactions open and close inside `store`, which runs to its end within one poll of
+        // the pull; a stop that wins here lands while the pull waits for the CRM, between them.
+        tokio::select! {
+            result = client.pull_pages(stream, before.as_ref(), until, &mut store) => result,
+            () = stop.requested() => Err(PullFailure::Stopped),
+        }
     };
     let (outcome, message) = match result {
         Ok(()) => ("ok", None),
+        Err(PullFailure::Stopped) => (
+            "stopped",
+            Some("a stop was requested; the next pull resumes from the stored cursor".to_string()),
+        ),
         Err(PullFailure::Store(source)) => {
             let error = sql(ledger, source);
             let _ = crm::update_sync_run(
@@ -485,6 +604,12 @@ async fn pull_stream<C: Connector>(
             api_calls = counts.api_calls,
             "stream pulled"
         ),
+        "stopped" => tracing::info!(
+            system = system.as_str(),
+            stream = stream.as_str(),
+            read = counts.read,
+            "stream pull stopped at a committed page"
+        ),
         _ => tracing::warn!(
             system = system.as_str(),
             stream = stream.as_str(),
@@ -506,14 +631,19 @@ async fn pull_stream<C: Connector>(
 
 /// The reconciliation pass (nightly): every stream's live ids, compared with the ledger. Records the
 /// CRM no longer has are marked deleted; records the cursor missed make the stream's next pull a
-/// full one. Costs ids-only reads: one call per page of ids.
+/// full one. Costs ids-only reads: one call per page of ids. A stop request ends it between
+/// streams (or after a committed page of archived records).
 pub async fn reconcile_streams<C: Connector>(
     ledger: &mut Ledger,
     client: &C,
+    stop: &StopSignal,
 ) -> Result<Vec<StreamReport>, SyncError> {
     let system = client.system();
     let mut reports = Vec::new();
     for stream in StreamKind::ALL {
+        if stop.is_requested() {
+            break;
+        }
         let calls_before = client.api_calls();
         let connection = ledger.connection();
         let run_id = crm::begin_sync_run(
@@ -530,26 +660,32 @@ pub async fn reconcile_streams<C: Connector>(
         let archived = {
             let ledger_ref = &mut *ledger;
             let counts_ref = &mut counts;
-            let mut store = move |page: PulledPage| -> Result<(), rusqlite::Error> {
+            let mut store = move |page: PulledPage| -> Result<(), PageError> {
                 let connection = ledger_ref.connection();
                 connection.execute_batch("BEGIN IMMEDIATE")?;
                 match crm::store_page(connection, system, &page, run_id, &now_text()) {
                     Ok(page_counts) => {
                         counts_ref.deleted += page_counts.deleted;
-                        connection.execute_batch("COMMIT")
+                        connection.execute_batch("COMMIT")?;
                     }
                     Err(error) => {
                         let _ = connection.execute_batch("ROLLBACK");
-                        Err(error)
+                        return Err(error.into());
                     }
                 }
+                if stop.is_requested() {
+                    return Err(PageError::Stopped);
+                }
+                Ok(())
             };
             client.pull_deleted(stream, &mut store).await
         };
         let live = match archived {
-            Ok(()) => client.live_ids(stream).await,
-            Err(PullFailure::Store(source)) => return Err(ledger.sql_error(source).into()),
-            Err(PullFailure::Connector(error)) => Err(error),
+            Ok(()) => client
+                .live_ids(stream)
+                .await
+                .map_err(PullFailure::Connector),
+            Err(failure) => Err(failure),
         };
         let (outcome, message) = match live {
             Ok(ids) => {
@@ -583,10 +719,10 @@ pub async fn reconcile_streams<C: Connector>(
                 });
                 ("ok", message)
             }
-            Err(error) if matches!(error.class, FailureClass::Quota { .. }) => {
-                ("deferred", Some(error.message))
-            }
-            Err(error) => match error.class {
+            Err(PullFailure::Store(source)) => return Err(ledger.sql_error(source).into()),
+            Err(PullFailure::Stopped) => ("stopped", Some("a stop was requested".to_string())),
+            Err(PullFailure::Connector(error)) => match error.class {
+                FailureClass::Quota { .. } => ("deferred", Some(error.message)),
                 FailureClass::Config => {
                     return Err(SyncError::Config {
                         system: system.as_str(),
@@ -615,7 +751,7 @@ pub async fn reconcile_streams<C: Connector>(
             marked_deleted = counts.deleted,
             "stream reconciled"
         );
-        let deferred = outcome == "deferred";
+        let ended = outcome == "deferred" || outcome == "stopped";
         reports.push(StreamReport {
             system: system.as_str(),
             stream: stream.as_str(),
@@ -625,26 +761,94 @@ pub async fn reconcile_streams<C: Connector>(
             watermark_after: None,
             message,
         });
-        if deferred {
+        if ended {
             break;
         }
     }
     Ok(reports)
 }
 
-/// Sends every intent pending at the start of the run, in batches, and records each result.
+/// Sends every intent pending at the start of the run, in batches, and records each result. The
+/// run is recorded in `sync_run` (stream `tasks`, kind `push`). A stop request ends it between
+/// batches; what was not sent stays pending.
 pub async fn push_outbox<C: Connector>(
     ledger: &mut Ledger,
     client: &C,
+    stop: &StopSignal,
 ) -> Result<PushReport, SyncError> {
     let system = client.system();
     let mut report = PushReport {
         system: system.as_str(),
         ..PushReport::default()
     };
+    let calls_before = client.api_calls();
+    let run_id = crm::begin_sync_run(
+        ledger.connection(),
+        system,
+        "tasks",
+        "push",
+        None,
+        &now_text(),
+    )
+    .map_err(|source| ledger.sql_error(source))?;
+    let result = push_batches(ledger, client, stop, &mut report).await;
+    let (outcome, message) = match &result {
+        Ok(()) if report.stopped => ("stopped", Some("a stop was requested".to_string())),
+        Ok(()) if report.retryable + report.permanent > 0 => (
+            "ok",
+            Some(format!(
+                "{} intent(s) to retry, {} refused by the CRM",
+                report.retryable, report.permanent
+            )),
+        ),
+        Ok(()) => ("ok", None),
+        Err(error) => ("failed", Some(error.to_string())),
+    };
+    let figures = crm::RunFigures {
+        read: report.intents,
+        new: report.created,
+        changed: report.stored - report.created,
+        rejected: report.permanent,
+        api_calls: client.api_calls() - calls_before,
+        ..crm::RunFigures::default()
+    };
+    crm::finish_run(
+        ledger.connection(),
+        run_id,
+        &figures,
+        outcome,
+        message.as_deref(),
+        &now_text(),
+    )
+    .map_err(|source| ledger.sql_error(source))?;
+    result?;
+    if report.intents > 0 {
+        tracing::info!(
+            system = system.as_str(),
+            intents = report.intents,
+            stored = report.stored,
+            retryable = report.retryable,
+            permanent = report.permanent,
+            "outbox pushed"
+        );
+    }
+    Ok(report)
+}
+
+async fn push_batches<C: Connector>(
+    ledger: &mut Ledger,
+    client: &C,
+    stop: &StopSignal,
+    report: &mut PushReport,
+) -> Result<(), SyncError> {
+    let system = client.system();
     let waiting = crm::pending(ledger.connection(), system, usize::MAX >> 1)
         .map_err(|source| ledger.sql_error(source))?;
     for batch in waiting.chunks(client.push_batch()) {
+        if stop.is_requested() {
+            report.stopped = true;
+            break;
+        }
         let results = match client.push_intents(batch).await {
             Ok(results) => results,
             Err(error) if error.class == FailureClass::Config => {
@@ -675,15 +879,5 @@ pub async fn push_outbox<C: Connector>(
         crm::record_results(ledger.connection(), system, &results, &now_text())
             .map_err(|source| ledger.sql_error(source))?;
     }
-    if report.intents > 0 {
-        tracing::info!(
-            system = system.as_str(),
-            intents = report.intents,
-            stored = report.stored,
-            retryable = report.retryable,
-            permanent = report.permanent,
-            "outbox pushed"
-        );
-    }
-    Ok(report)
+    Ok(())
 }

@@ -55,7 +55,11 @@ fn the_demo_runs_the_whole_cycle_twice_and_says_how_to_look_further() {
 
     // Commands that only read the ledger need no secret (a stopped service has none at hand).
     let state = directory.join("refbridge.d");
-    for secret in ["patient_key", "salesforce_client_secret", "hubspot_private_app_token"] {
+    for secret in [
+        "patient_key",
+        "salesforce_client_secret",
+        "hubspot_private_app_token",
+    ] {
         std::fs::remove_file(state.join(secret)).unwrap();
     }
     for args in [
@@ -65,7 +69,11 @@ fn the_demo_runs_the_whole_cycle_twice_and_says_how_to_look_further() {
         &["route", "--zip3", "303"],
     ] {
         let output = run_binary(args, Some(&config));
-        assert_eq!(output.status, 0, "{args:?} without secrets: {}", output.stderr);
+        assert_eq!(
+            output.status, 0,
+            "{args:?} without secrets: {}",
+            output.stderr
+        );
     }
     let sync = run_binary(&["sync", "--once"], Some(&config));
     assert_eq!(sync.status, 2, "sync needs its secrets: {}", sync.stderr);

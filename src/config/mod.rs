@@ -18,6 +18,7 @@ use refbridge_model::{LevelOfCare, Npi};
 use refbridge_salesforce::{SalesforceConfig, SalesforceSecrets, SecretKind};
 use serde::Deserialize;
 
+use crate::daemon::config::{HttpConfig, MaintenanceConfig, ScheduleConfig};
 use crate::routing::RoutingConfig;
 use locate::Locator;
 pub use secret::Secret;
@@ -42,6 +43,15 @@ pub struct Config {
     /// `[routing]`: refer-out suggestions (see `crate::routing`).
     #[serde(default)]
     pub routing: RoutingConfig,
+    /// `[schedule]`: when `refbridge run` runs each job (see `crate::daemon::config`).
+    #[serde(default)]
+    pub schedule: ScheduleConfig,
+    /// `[http]`: the daemon's optional loopback listener.
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// `[maintenance]`: backups and pruning.
+    #[serde(default)]
+    pub maintenance: MaintenanceConfig,
 }
 
 /// `[ledger]`
@@ -346,6 +356,9 @@ impl Config {
         if let Some(ehr) = &mut self.connectors.ehr {
             resolve(&mut ehr.inbox);
         }
+        if let Some(directory) = &mut self.maintenance.backup_dir {
+            resolve(directory);
+        }
         if let Some(hubspot) = &mut self.connectors.hubspot {
             let auth = &mut hubspot.auth;
             for file in [
@@ -428,6 +441,16 @@ impl Config {
         }
         for (below, message) in self.routing.problems() {
             problems.add_below(&["routing"], &below, &message);
+        }
+        for (below, message) in self.schedule.problems() {
+            problems.add_below(&["schedule"], &below, &message);
+        }
+        for (below, message) in self.http.problems() {
+            problems.add_below(&["http"], &below, &message);
+        }
+        let inbox = self.connectors.ehr.as_ref().map(|ehr| ehr.inbox.as_path());
+        for (below, message) in self.maintenance.problems(&self.ledger.path, inbox) {
+            problems.add_below(&["maintenance"], &below, &message);
         }
         self.validate_identity_overrides(problems);
         let mut alias_owner: HashMap<String, usize> = HashMap::new();

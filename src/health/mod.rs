@@ -224,6 +224,13 @@ pub struct HealthRefresh {
     pub health: Vec<PartnerHealth>,
 }
 
+/// Deletes health runs and snapshots of days before `before` (ledger maintenance keeps more than
+/// a year, so trends and `health --as-of` a year back still read stored days). Returns (runs,
+/// snapshots) deleted. Call inside a transaction.
+pub fn prune_before(connection: &Connection, before: NaiveDate) -> rusqlite::Result<(u64, u64)> {
+    store::prune_before(connection, before)
+}
+
 /// Computes every in-scope partner's health as of `as_of` without storing anything (used by
 /// `plan`). Trends compare with stored snapshots. Sorted worst first.
 pub fn compute(

@@ -133,6 +133,22 @@ fn hash_rows(connection: &Connection, sql: &str, hash: &mut Sha256) -> rusqlite:
     Ok(())
 }
 
+/// Deletes runs and snapshots of days before `before` (ledger maintenance); the newest run is
+/// always kept. Returns (runs, snapshots) deleted. Call inside a transaction.
+pub(super) fn prune_before(
+    connection: &Connection,
+    before: NaiveDate,
+) -> rusqlite::Result<(u64, u64)> {
+    let before = before.to_string();
+    let runs = connection.execute(
+        "DELETE FROM health_run WHERE as_of < ?1 AND id <> (SELECT max(id) FROM health_run)",
+        [&before],
+    )?;
+    let snapshots =
+        connection.execute("DELETE FROM health_snapshot WHERE as_of < ?1", [&before])?;
+    Ok((runs as u64, snapshots as u64))
+}
+
 /// The fingerprint of the latest run for `as_of`.
 pub(super) fn latest_fingerprint(
     connection: &Connection,

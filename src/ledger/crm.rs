@@ -206,6 +206,68 @@ pub fn begin_sync_run(
     Ok(connection.last_insert_rowid())
 }
 
+/// The system under which refbridge records its own jobs in `sync_run` (EHR inbox scans,
+/// evaluations, ledger maintenance); CRM runs use the CRM's name.
+pub const REFBRIDGE_SYSTEM: &str = "refbridge";
+
+/// Starts a `sync_run` row for one of refbridge's own jobs (outcome `running`).
+pub fn begin_job_run(
+    connection: &Connection,
+    stream: &str,
+    kind: &str,
+    now: &str,
+) -> rusqlite::Result<i64> {
+    connection.execute(
+        "INSERT INTO sync_run (system, stream, kind, started_at, outcome)
+         VALUES (?1, ?2, ?3, ?4, 'running')",
+        params![REFBRIDGE_SYSTEM, stream, kind, now],
+    )?;
+    Ok(connection.last_insert_rowid())
+}
+
+/// The figures of a finished run, for the `records_*` and `api_calls` columns of `sync_run`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunFigures {
+    pub read: u64,
+    pub new: u64,
+    pub changed: u64,
+    pub unchanged: u64,
+    pub deleted: u64,
+    pub rejected: u64,
+    pub api_calls: u64,
+}
+
+/// Finishes a `sync_run` row with its figures, outcome and message.
+pub fn finish_run(
+    connection: &Connection,
+    run_id: i64,
+    figures: &RunFigures,
+    outcome: &str,
+    message: Option<&str>,
+    now: &str,
+) -> rusqlite::Result<()> {
+    connection.execute(
+        "UPDATE sync_run SET records_read = ?2, records_new = ?3, records_changed = ?4,
+             records_unchanged = ?5, records_deleted = ?6, records_rejected = ?7, api_calls = ?8,
+             outcome = ?9, message = ?10, finished_at = ?11
+         WHERE id = ?1",
+        params![
+            run_id,
+            figures.read as i64,
+            figures.new as i64,
+            figures.changed as i64,
+            figures.unchanged as i64,
+            figures.deleted as i64,
+            figures.rejected as i64,
+            figures.api_calls as i64,
+            outcome,
+            message,
+            now
+        ],
+    )?;
+    Ok(())
+}
+
 /// Records a run's figures so far; called with each page, so a crashed run still shows its progress.
 pub fn update_sync_run(
     connection: &Connection,

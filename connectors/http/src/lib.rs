@@ -1,10 +1,12 @@
 //! HTTP pieces every CRM connector shares, so that they exist once: `oauth2`'s HTTP client over
 //! refbridge's reqwest client (429 and 5xx token answers classified, so a throttled token endpoint is
 //! retried), the `Retry-After` of a response, and transport errors told in a sentence that never
-//! carries the URL (which could hold a query). Nothing here knows a CRM.
+//! carries the URL (which could hold a query), and answers counted by HTTP status class. Nothing
+//! here knows a CRM.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use oauth2::{AsyncHttpClient, HttpRequest, HttpResponse};
@@ -16,6 +18,76 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|value| value.to_str().ok())
         .and_then(parse_retry_after)
+}
+
+/// API answers counted by HTTP status class, and requests that got no answer at all.
+#[derive(Debug, Default)]
+pub struct StatusCounter {
+    /// 2xx, 3xx, 4xx, 5xx, no answer.
+    counts: [AtomicU64; 5],
+}
+
+/// A snapshot of a [`StatusCounter`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatusCounts {
+    pub success: u64,
+    pub redirect: u64,
+    pub client_error: u64,
+    pub server_error: u64,
+    /// Requests that got no answer (connection refused, reset, timed out).
+    pub no_answer: u64,
+}
+
+impl StatusCounter {
+    /// Counts one answer.
+    pub fn answered(&self, status: u16) {
+        let slot = match status {
+            200..=299 => 0,
+            300..=399 => 1,
+            400..=499 => 2,
+            _ => 3,
+        };
+        self.counts[slot].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a request that got no answer.
+    pub fn unanswered(&self) {
+        self.counts[4].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> StatusCounts {
+        let count = |slot: usize| self.counts[slot].load(Ordering::Relaxed);
+        StatusCounts {
+            success: count(0),
+            redirect: count(1),
+            client_error: count(2),
+            server_error: count(3),
+            no_answer: count(4),
+        }
+    }
+}
+
+impl StatusCounts {
+    /// Each class with its label (`2xx`, `3xx`, `4xx`, `5xx`, `none` for no answer).
+    pub fn by_class(&self) -> [(&'static str, u64); 5] {
+        [
+            ("2xx", self.success),
+            ("3xx", self.redirect),
+            ("4xx", self.client_error),
+            ("5xx", self.server_error),
+            ("none", self.no_answer),
+        ]
+    }
+}
+
+impl std::ops::AddAssign for StatusCounts {
+    fn add_assign(&mut self, other: StatusCounts) {
+        self.success += other.success;
+        self.redirect += other.redirect;
+        self.client_error += other.client_error;
+        self.server_error += other.server_error;
+        self.no_answer += other.no_answer;
+    }
 }
 
 /// A transport error in a sentence, without the URL (which could carry a query).
@@ -80,5 +152,28 @@ impl<'c> AsyncHttpClient<'c> for OAuthTransport {
                 message: "the token endpoint's answer could not be read".to_string(),
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_counted_by_class_and_silence_apart() {
+        let counter = StatusCounter::default();
+        for status in [200, 201, 204, 302, 400, 404, 429, 500, 503, 999] {
+            counter.answered(status);
+        }
+        counter.unanswered();
+        let counts = counter.snapshot();
+        assert_eq!(
+            counts.by_class(),
+            [("2xx", 3), ("3xx", 1), ("4xx", 3), ("5xx", 3), ("none", 1)]
+        );
+        let mut total = StatusCounts::default();
+        total += counts;
+        total += counts;
+        assert_eq!(total.client_error, 6);
     }
 }

@@ -25,7 +25,7 @@ use serde_json::Value as Json;
 use crate::auth::Auth;
 use crate::config::{HubspotConfig, HubspotSecrets, url_problem};
 use crate::error::HubspotError;
-use refbridge_http::{retry_after, transport_summary};
+use refbridge_http::{StatusCounter, StatusCounts, retry_after, transport_summary};
 
 /// Calls kept in hand in the ten-secondly window (pause when fewer remain).
 const WINDOW_RESERVE: u64 = 1;
@@ -344,6 +344,7 @@ struct Inner {
     /// Send times of recent searches (the per-second throttle), held while waiting.
     search_gate: tokio::sync::Mutex<VecDeque<Instant>>,
     api_calls: AtomicU64,
+    statuses: StatusCounter,
     /// Whether the task key property exists (learned once; `None` until asked).
     pub(crate) task_key_exists: Mutex<Option<bool>>,
 }
@@ -397,6 +398,7 @@ impl HubspotClient {
                 limits: Mutex::new(Limits::default()),
                 search_gate: tokio::sync::Mutex::new(VecDeque::new()),
                 api_calls: AtomicU64::new(0),
+                statuses: StatusCounter::default(),
                 task_key_exists: Mutex::new(None),
             }),
         })
@@ -409,6 +411,11 @@ impl HubspotClient {
     /// API calls sent so far (every attempt, retries included; token requests excluded).
     pub fn api_calls(&self) -> u64 {
         self.inner.api_calls.load(Ordering::Relaxed)
+    }
+
+    /// API answers so far by HTTP status class (token requests excluded).
+    pub fn status_counts(&self) -> StatusCounts {
+        self.inner.statuses.snapshot()
     }
 
     /// Token requests sent so far (OAuth refreshes).
@@ -571,8 +578,15 @@ impl HubspotClient {
             category: String::new(),
             message: transport_summary(&error),
         };
-        let response = builder.send().await.map_err(transport)?;
+        let response = match builder.send().await {
+            Ok(response) => response,
+            Err(error) => {
+                self.inner.statuses.unanswered();
+                return Err(transport(error));
+            }
+        };
         let status = response.status().as_u16();
+        self.inner.statuses.answered(status);
         let headers = RateHeaders::read(response.headers());
         // A 429's own wait (`Retry-After`, else the interval) governs the retry; its headers
         // would only make the client wait twice.

@@ -22,7 +22,7 @@ use serde_json::Value as Json;
 use crate::auth::Auth;
 use crate::config::{SalesforceConfig, SalesforceSecrets, url_problem};
 use crate::error::SalesforceError;
-use refbridge_http::{retry_after, transport_summary};
+use refbridge_http::{StatusCounter, StatusCounts, retry_after, transport_summary};
 
 /// A random number in `[0, 1)` for backoff jitter (from the standard library's random hasher
 /// keys; no RNG dependency).
@@ -294,6 +294,7 @@ struct Inner {
     policy: RetryPolicy,
     quota: QuotaTracker,
     api_calls: AtomicU64,
+    statuses: StatusCounter,
 }
 
 impl SalesforceClient {
@@ -347,6 +348,7 @@ impl SalesforceClient {
                 policy,
                 quota: QuotaTracker::default(),
                 api_calls: AtomicU64::new(0),
+                statuses: StatusCounter::default(),
             }),
         })
     }
@@ -358,6 +360,11 @@ impl SalesforceClient {
     /// REST API calls sent so far (every attempt, retries included; token requests excluded).
     pub fn api_calls(&self) -> u64 {
         self.inner.api_calls.load(Ordering::Relaxed)
+    }
+
+    /// REST API answers so far by HTTP status class (token requests excluded).
+    pub fn status_counts(&self) -> StatusCounts {
+        self.inner.statuses.snapshot()
     }
 
     /// Token requests sent so far.
@@ -473,7 +480,8 @@ impl SalesforceClient {
         if let Some(body) = &request.body {
             builder = builder.json(body);
         }
-        if request.path.starts_with("/services/data/") {
+        let counted = request.path.starts_with("/services/data/");
+        if counted {
             self.inner.api_calls.fetch_add(1, Ordering::Relaxed);
         }
         let transport = |error: reqwest::Error| Failure {
@@ -482,8 +490,19 @@ impl SalesforceClient {
             code: String::new(),
             message: transport_summary(&error),
         };
-        let response = builder.send().await.map_err(transport)?;
+        let response = match builder.send().await {
+            Ok(response) => response,
+            Err(error) => {
+                if counted {
+                    self.inner.statuses.unanswered();
+                }
+                return Err(transport(error));
+            }
+        };
         let status = response.status().as_u16();
+        if counted {
+            self.inner.statuses.answered(status);
+        }
         if let Some(info) = response
             .headers()
             .get("sforce-limit-info")
