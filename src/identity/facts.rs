@@ -101,7 +101,7 @@ pub(super) fn crm_referrals(
         }
     }
     let mut inbound = connection.prepare_cached(
-        "SELECT id FROM referral WHERE inquiry_id = ?1 AND direction = 'in' ORDER BY id LIMIT 1",
+        "SELECT id FROM referral WHERE source_system = ?2 AND inquiry_id = ?1 AND direction = 'in'",
     )?;
     let mut upsert = connection.prepare_cached(
         "INSERT INTO crm_referral (system, crm_id, partner_id, referral_id, inquiry_id, direction,
@@ -144,7 +144,11 @@ pub(super) fn crm_referrals(
             .copied();
         let referral_id: Option<i64> = match deal.direction {
             refbridge_model::Direction::In => match &deal.inquiry_id {
-                Some(inquiry) => inbound.query_row([inquiry], |row| row.get(0)).optional()?,
+                Some(inquiry) => inbound
+                    .query_row(params![inquiry, crate::import::EHR_SYSTEM], |row| {
+                        row.get(0)
+                    })
+                    .optional()?,
                 None => None,
             },
             refbridge_model::Direction::Out => match (&deal.parent_inquiry_id, partner) {
