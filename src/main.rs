@@ -326,11 +326,7 @@ fn run(command: Command) -> Result<(), Failure> {
         Command::Plan { config, json } => {
             let config = load_offline(&config)?;
             let configured = config.configured_crms();
-            let settings = &config.ledger;
-            let mut ledger = Ledger::open_existing(
-                &settings.path,
-                Duration::from_secs(settings.busy_timeout_seconds),
-            )?;
+            let mut ledger = open_existing_ledger(&config)?;
             let as_of = chrono::Utc::now().date_naive();
             let evaluation = evaluate(&config, &mut ledger, &configured, as_of, false, false)
                 .map_err(|error| match error {
@@ -441,11 +437,7 @@ fn run(command: Command) -> Result<(), Failure> {
             as_of,
         } => {
             let config = load_offline(&config)?;
-            let settings = &config.ledger;
-            let ledger = Ledger::open_existing(
-                &settings.path,
-                Duration::from_secs(settings.busy_timeout_seconds),
-            )?;
+            let ledger = open_existing_ledger(&config)?;
             let now = chrono::Utc::now();
             let request = refbridge::health::report::HealthRequest {
                 as_of: as_of.unwrap_or_else(|| now.date_naive()),
@@ -487,11 +479,7 @@ fn run(command: Command) -> Result<(), Failure> {
             refbridge::routing::check_request(&request)
                 .map_err(|error| Failure::Usage(input_error(error)))?;
             let config = load_offline(&config)?;
-            let settings = &config.ledger;
-            let ledger = Ledger::open_existing(
-                &settings.path,
-                Duration::from_secs(settings.busy_timeout_seconds),
-            )?;
+            let ledger = open_existing_ledger(&config)?;
             let answer = refbridge::routing::route(ledger.connection(), &config.routing, &request)
                 .map_err(|error| match error.is_input() {
                     true => Failure::Usage(input_error(error)),
@@ -513,11 +501,7 @@ fn run(command: Command) -> Result<(), Failure> {
         }
         Command::Status { config, json } => {
             let config = load_offline(&config)?;
-            let settings = &config.ledger;
-            let ledger = Ledger::open_existing(
-                &settings.path,
-                Duration::from_secs(settings.busy_timeout_seconds),
-            )?;
+            let ledger = open_existing_ledger(&config)?;
             let status = Status::read(&ledger).context("cannot read the ledger")?;
             print_report(json, &status, || status.to_text())?;
             Ok(())
@@ -713,6 +697,15 @@ fn print_report<T: serde::Serialize>(
         print!("{}", text());
     }
     Ok(())
+}
+
+/// The ledger a config names, which must exist already (commands that read it).
+fn open_existing_ledger(config: &Config) -> Result<Ledger, Failure> {
+    let settings = &config.ledger;
+    Ok(Ledger::open_existing(
+        &settings.path,
+        Duration::from_secs(settings.busy_timeout_seconds),
+    )?)
 }
 
 /// The config without its secrets, for commands that only read the ledger.

@@ -476,6 +476,27 @@ impl CrmClient {
     }
 }
 
+/// Stores one page in its own transaction (`store` writes the rows, the cursor and the run's
+/// figures); once it is committed, a requested stop ends the pull there: a safe point.
+fn commit_page(
+    connection: &rusqlite::Connection,
+    stop: &StopSignal,
+    store: impl FnOnce() -> rusqlite::Result<()>,
+) -> Result<(), PageError> {
+    connection.execute_batch("BEGIN IMMEDIATE")?;
+    match store() {
+        Ok(()) => connection.execute_batch("COMMIT")?,
+        Err(error) => {
+            let _ = connection.execute_batch("ROLLBACK");
+            return Err(error.into());
+        }
+    }
+    if stop.is_requested() {
+        return Err(PageError::Stopped);
+    }
+    Ok(())
+}
+
 async fn pull_stream<C: Connector>(
     ledger: &mut Ledger,
     client: &C,
@@ -505,36 +526,22 @@ async fn pull_stream<C: Connector>(
         let last_ref = &mut last;
         let mut store = move |page: PulledPage| -> Result<(), PageError> {
             let connection = ledger_ref.connection();
-            connection.execute_batch("BEGIN IMMEDIATE")?;
-            let stored = crm::store_page(connection, system, &page, run_id, &now_text()).and_then(
-                |page_counts| {
-                    *counts_ref += page_counts;
-                    if page.cursor.is_some() {
-                        *last_ref = page.cursor.clone();
-                    }
-                    crm::update_sync_run(
-                        connection,
-                        run_id,
-                        counts_ref,
-                        last_ref.as_ref(),
-                        "running",
-                        None,
-                        None,
-                    )
-                },
-            );
-            match stored {
-                Ok(()) => connection.execute_batch("COMMIT")?,
-                Err(error) => {
-                    let _ = connection.execute_batch("ROLLBACK");
-                    return Err(error.into());
+            commit_page(connection, stop, || {
+                let page_counts = crm::store_page(connection, system, &page, run_id, &now_text())?;
+                *counts_ref += page_counts;
+                if page.cursor.is_some() {
+                    *last_ref = page.cursor.clone();
                 }
-            }
-            // The page and its cursor are committed: a safe point.
-            if stop.is_requested() {
-                return Err(PageError::Stopped);
-            }
-            Ok(())
+                crm::update_sync_run(
+                    connection,
+                    run_id,
+                    counts_ref,
+                    last_ref.as_ref(),
+                    "running",
+                    None,
+                    None,
+                )
+            })
         };
         // Transactions open and close inside `store`, which runs to its end within one poll of
         // the pull; a stop that wins here lands while the pull waits for the CRM, between them.
@@ -662,21 +669,12 @@ pub async fn reconcile_streams<C: Connector>(
             let counts_ref = &mut counts;
             let mut store = move |page: PulledPage| -> Result<(), PageError> {
                 let connection = ledger_ref.connection();
-                connection.execute_batch("BEGIN IMMEDIATE")?;
-                match crm::store_page(connection, system, &page, run_id, &now_text()) {
-                    Ok(page_counts) => {
-                        counts_ref.deleted += page_counts.deleted;
-                        connection.execute_batch("COMMIT")?;
-                    }
-                    Err(error) => {
-                        let _ = connection.execute_batch("ROLLBACK");
-                        return Err(error.into());
-                    }
-                }
-                if stop.is_requested() {
-                    return Err(PageError::Stopped);
-                }
-                Ok(())
+                commit_page(connection, stop, || {
+                    let page_counts =
+                        crm::store_page(connection, system, &page, run_id, &now_text())?;
+                    counts_ref.deleted += page_counts.deleted;
+                    Ok(())
+                })
             };
             client.pull_deleted(stream, &mut store).await
         };
