@@ -6,8 +6,9 @@
 //! hold (a state transition, not every run), its open task is updated when the words change, and
 //! it is closed (the task completed by refbridge) when the condition clears. A rep who completes
 //! the task while the condition still holds has answered it: it is not reopened until the
-//! condition clears and comes back. Keys are deterministic — `rule:subject:episode-start` — so a
-//! crash or a retry upserts the same CRM task and never makes a second one.
+//! condition clears and comes back. Keys are deterministic — `rule:subject:episode-start` for
+//! partner-level conditions, `rule:subject` for one referral or lead (whose key must not date a
+//! patient's referral) — so a crash or a retry upserts the same CRM task and never a second one.
 //!
 //! [`reconcile`] does all of it inside the caller's transaction: `refbridge plan` rolls it back
 //! (nothing is written, nothing sent), `sync` commits it and then pushes. This module never speaks
@@ -119,9 +120,13 @@ struct AlertRow {
     opened_at: String,
 }
 
-/// The alert's rule and subject: its key without the episode.
+/// The alert's rule and subject: its key without the day its episode began (keys about one
+/// referral or lead carry no day).
 fn episode_of(key: &str) -> &str {
-    key.rsplit_once(':').map_or(key, |(head, _)| head)
+    match key.rsplit_once(':') {
+        Some((head, day)) if NaiveDate::parse_from_str(day, "%Y-%m-%d").is_ok() => head,
+        _ => key,
+    }
 }
 
 fn load_live_alerts(connection: &Connection) -> rusqlite::Result<HashMap<String, AlertRow>> {
@@ -169,6 +174,15 @@ fn queued(
             })
     })
     .transpose()
+}
+
+/// (system, owner id) → the rep's email, for reps the CRMs give one.
+fn reps_by_email(connection: &Connection) -> rusqlite::Result<HashMap<(String, String), String>> {
+    let mut statement = connection.prepare(
+        "SELECT system, external_id, lower(email) FROM rep WHERE email IS NOT NULL AND email <> ''",
+    )?;
+    let rows = statement.query_map([], |row| Ok(((row.get(0)?, row.get(1)?), row.get(2)?)))?;
+    rows.collect()
 }
 
 /// Keys of refbridge tasks a CRM reports completed (or deleted) by someone: the rep's answer.
@@ -319,7 +333,10 @@ pub fn reconcile(
                 holding.insert(episode, (condition, target));
             }
             _ => {
-                let key = format!("{episode}:{}", options.as_of);
+                let key = match condition.dated {
+                    true => format!("{episode}:{}", options.as_of),
+                    false => episode,
+                };
                 candidates.push((condition, target, key));
             }
         }
@@ -394,24 +411,39 @@ pub fn reconcile(
             .total_cmp(&a.0.importance)
             .then_with(|| a.2.cmp(&b.2))
     });
-    let mut spent: HashMap<(CrmSystem, Option<String>), u32> = HashMap::new();
-    let today = options.today.to_string();
+    // A rep is one person in both CRMs (matched by the email the CRMs report); a queue is per CRM.
+    let person_of = reps_by_email(connection)?;
+    let person = |system: &str, owner: Option<&str>| -> String {
+        match owner {
+            Some(owner) => person_of
+                .get(&(system.to_string(), owner.to_string()))
+                .cloned()
+                .unwrap_or_else(|| format!("{system}:{owner}")),
+            None => format!("{system}:(queue)"),
+        }
+    };
+    let mut spent: HashMap<String, u32> = HashMap::new();
+    {
+        let mut statement = connection.prepare(
+            "SELECT system, owner_id, count(*) FROM alert
+             WHERE state != 'waiting' AND substr(opened_at, 1, 10) = ?1 GROUP BY system, owner_id",
+        )?;
+        let rows = statement.query_map([options.today.to_string()], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, Option<String>>(1)?,
+                row.get::<_, u32>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (system, owner, count) = row?;
+            *spent.entry(person(&system, owner.as_deref())).or_default() += count;
+        }
+    }
     for (condition, target, key) in candidates {
-        let owner = (target.system, target.owner_id.clone());
-        let used = match spent.get(&owner) {
-            Some(used) => *used,
-            None => connection
-                .prepare_cached(
-                    "SELECT count(*) FROM alert WHERE system = ?1 AND owner_id IS ?2
-                       AND state != 'waiting' AND substr(opened_at, 1, 10) = ?3",
-                )?
-                .query_row(
-                    params![target.system.as_str(), target.owner_id, today],
-                    |row| row.get::<_, u32>(0),
-                )?,
-        };
+        let owner = person(target.system.as_str(), target.owner_id.as_deref());
+        let used = spent.get(&owner).copied().unwrap_or(0);
         if used >= rules.daily_budget_per_rep {
-            spent.insert(owner, used);
             connection.execute(
                 "INSERT INTO alert (key, rule, partner_id, system, owner_id, state, reason, opened_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, 'waiting', ?6, ?7, ?7)
@@ -506,6 +538,7 @@ mod tests {
             due_in_days: 3,
             priority: TaskPriority::High,
             kind: TaskKind::Call,
+            dated: true,
         }
     }
 
@@ -653,6 +686,49 @@ mod tests {
         let opened: Vec<Option<i64>> = next_day.create.iter().map(|t| t.partner_id).collect();
         assert_eq!(opened, vec![Some(3), Some(2)]);
         assert_eq!(next_day.waiting.len(), 1);
+    }
+
+    #[test]
+    fn a_rep_in_both_crms_has_one_budget() {
+        let (_directory, ledger) = ledger();
+        for (system, id) in [("salesforce", "005A"), ("hubspot", "7001")] {
+            ledger
+                .connection()
+                .execute(
+                    "INSERT INTO rep (system, external_id, name, email, active)
+                     VALUES (?1, ?2, 'Ana Ruiz', ?3, 1)",
+                    params![
+                        system,
+                        id,
+                        if system == "hubspot" {
+                            "Ana@Example.org"
+                        } else {
+                            "ana@example.org"
+                        }
+                    ],
+                )
+                .unwrap();
+        }
+        let rules = RulesConfig {
+            daily_budget_per_rep: 4,
+            ..RulesConfig::default()
+        };
+        let conditions: Vec<Condition> = (1..=6)
+            .map(|partner| {
+                let mut c = condition("silent", partner, "005A", "quiet");
+                if partner > 3 {
+                    c.target = Ok(Target {
+                        system: CrmSystem::Hubspot,
+                        about_id: format!("9{partner}"),
+                        owner_id: Some("7001".to_string()),
+                    });
+                }
+                c
+            })
+            .collect();
+        let plan = run(&ledger, &conditions, &rules, day(1));
+        assert_eq!(plan.create.len(), 4, "one person, one budget: {plan:?}");
+        assert_eq!(plan.waiting.len(), 2);
     }
 
     #[test]

@@ -517,6 +517,9 @@ struct Criteria {
     payer: Option<(String, String)>,
     level: Option<String>,
     zip3: Option<String>,
+    /// A lead's own referring partner: it sent the patient because it could not help, so it is
+    /// not offered back.
+    exclude: Option<i64>,
 }
 
 impl Criteria {
@@ -541,6 +544,7 @@ impl Criteria {
             payer: present(&request.payer).and_then(payer_criterion),
             level,
             zip3,
+            exclude: None,
         })
     }
 
@@ -817,6 +821,9 @@ fn rank(candidates: &Candidates, criteria: &Criteria) -> RouteAnswer {
     let mut best: Vec<(RankKey<'_>, &Candidate, Option<&str>, Geography)> =
         Vec::with_capacity(MAX_OPTIONS + 1);
     for candidate in &candidates.list {
+        if criteria.exclude == Some(candidate.partner_id) {
+            continue;
+        }
         let accepting = candidate.accepting != Some(false);
         let level = wanted_level.map(|id| id.is_some_and(|id| candidate.levels.contains(&id)));
         let payer = wanted_payer.map(|id| {
@@ -989,7 +996,7 @@ fn referable_leads(
     let mut statement = connection.prepare(
         "SELECT c.system, c.crm_id, c.owner_id, c.inquiry_date, c.disposition_reason,
                 c.payer, c.level_of_care, r.payer, r.level_of_care_scheme, r.level_of_care_code,
-                r.zip3
+                r.zip3, c.inquiry_id, c.partner_id
          FROM crm_referral c
          LEFT JOIN referral r ON r.id = c.referral_id
          WHERE c.direction = 'in' AND c.deleted = 0 AND c.disposition = 'not_admitted'
@@ -1001,8 +1008,16 @@ fn referable_leads(
     )?;
     let mut rows = statement.query(params![start.to_string(), as_of.to_string()])?;
     let mut leads = Vec::new();
+    // Both CRMs may hold the same inquiry: one lead (and one task) per inquiry, Salesforce's
+    // first (the order above).
+    let mut inquiries = std::collections::HashSet::new();
     while let Some(row) = rows.next()? {
         let crm_id: String = row.get(1)?;
+        if let Some(inquiry) = row.get::<_, Option<String>>(11)?
+            && !inquiries.insert(inquiry)
+        {
+            continue;
+        }
         let reason = row
             .get::<_, Option<String>>(4)?
             .and_then(|text| DispositionReason::parse(&text))
@@ -1047,6 +1062,7 @@ fn referable_leads(
                 payer,
                 level,
                 zip3: ehr_zip3.filter(|zip3| is_zip3(zip3)),
+                exclude: row.get(12)?,
             },
         });
     }

@@ -169,9 +169,16 @@ impl Status {
                 schema_version: count("PRAGMA user_version")?,
             },
             partners: PartnerCounts {
-                total: count("SELECT count(*) FROM partner")?,
-                known_only_from_ehr: count("SELECT count(*) FROM partner WHERE origin = 'ehr'")?,
-                with_npi: count("SELECT count(*) FROM partner WHERE npi IS NOT NULL")?,
+                // Live partners: one merged into another is counted as that one.
+                total: count("SELECT count(*) FROM partner WHERE merged_into IS NULL")?,
+                known_only_from_ehr: count(
+                    "SELECT count(*) FROM partner p WHERE merged_into IS NULL AND NOT EXISTS
+                       (SELECT 1 FROM partner_source_record s
+                        WHERE s.partner_id = p.id AND s.system <> 'ehr')",
+                )?,
+                with_npi: count(
+                    "SELECT count(*) FROM partner WHERE merged_into IS NULL AND npi IS NOT NULL",
+                )?,
                 source_records: count("SELECT count(*) FROM partner_source_record")?,
             },
             referrals: ReferralCounts {
@@ -219,7 +226,7 @@ impl Status {
         let p = &self.partners;
         let _ = writeln!(
             out,
-            "Partners   {} ({} known only from EHR names, {} with NPI; {} source spellings)",
+            "Partners   {} ({} known only from EHR names, {} with NPI; {} source records)",
             p.total, p.known_only_from_ehr, p.with_npi, p.source_records
         );
         let r = &self.referrals;

@@ -170,6 +170,46 @@ fn a_cycle_pushes_the_right_few_tasks_once_and_a_second_cycle_changes_nothing() 
             "{patient_fact} in {options}"
         );
     }
+    // One refer-out task per inquiry, although both CRMs hold the lead; and never back to the
+    // partner that referred the patient.
+    let ledger = rusqlite::Connection::open(world.ledger()).unwrap();
+    let mut statement = ledger
+        .prepare(
+            "SELECT c.inquiry_id, p.name, json_extract(o.intent, '$.description')
+             FROM outbox o JOIN crm_referral c
+               ON o.key = 'refer_out:lead-' || c.system || '-' || c.crm_id
+             JOIN partner p ON p.id = c.partner_id",
+        )
+        .unwrap();
+    let leads: Vec<(String, String, String)> = statement
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert!(!leads.is_empty());
+    let inquiries: HashSet<&str> = leads
+        .iter()
+        .map(|(inquiry, _, _)| inquiry.as_str())
+        .collect();
+    assert_eq!(inquiries.len(), leads.len(), "one task per inquiry");
+    for (_, referrer, description) in &leads {
+        assert!(
+            !description.contains(&format!(". {referrer} —")),
+            "{description}"
+        );
+    }
+    // Tasks about one referral or lead carry no date in their key (it would date the patient's
+    // referral); partner-level ones name the day their episode began.
+    for (_, key, _, _) in &rows {
+        let dated = key
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse::<chrono::NaiveDate>()
+            .is_ok();
+        let per_referral = key.starts_with("refer_out:") || key.starts_with("placement_follow_up:");
+        assert_eq!(dated, !per_referral, "{key}");
+    }
     for text in &sent {
         let lower = text.to_lowercase();
         assert!(

@@ -473,8 +473,7 @@ fn the_sample_exports_in_the_readme_import_as_it_says() {
         "{status}"
     );
     assert!(
-        status
-            .contains("Partners   6 (6 known only from EHR names, 1 with NPI; 6 source spellings)"),
+        status.contains("Partners   6 (6 known only from EHR names, 1 with NPI; 6 source records)"),
         "{status}"
     );
 }

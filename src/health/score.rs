@@ -138,6 +138,14 @@ pub(super) fn score_partner(
                     referrals(counts.inbound_current),
                     p_value(p)
                 )
+            } else if p < 0.5 {
+                // Below what the baseline predicts, but not beyond chance: the score shows how
+                // far, the sentence that it is not (yet) a decline.
+                format!(
+                    "{} in {window_days} days vs {expected:.1} expected: lower, but within chance ({})",
+                    referrals(counts.inbound_current),
+                    p_value(p)
+                )
             } else {
                 format!(
                     "referrals in line with baseline ({} in {window_days} days, {expected:.1} expected)",

@@ -217,7 +217,7 @@ fn decline_and_silence_are_flagged_only_when_the_baseline_supports_them() {
             applies: true,
             declining: false,
             silent: false,
-            reason: "referrals in line with baseline (6 in 90 days, 11.8 expected)",
+            reason: "6 referrals in 90 days vs 11.8 expected: lower, but within chance (p = 0.05)",
         },
     );
     check(

@@ -578,7 +578,7 @@ fn add_deal(connection: &Connection, spec: &str) {
             "INSERT INTO crm_referral (system, crm_id, partner_id, referral_id, inquiry_id,
                  direction, parent_inquiry_id, stage, disposition, disposition_reason, payer,
                  level_of_care, inquiry_date, owner_id, deleted)
-             VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6, 'Closed', ?7, ?8, ?9, ?10, ?11, '005R', ?12)",
+             VALUES (?1, ?2, ?13, ?3, ?4, ?5, ?6, 'Closed', ?7, ?8, ?9, ?10, ?11, '005R', ?12)",
             params![
                 get("system").unwrap_or("salesforce"),
                 crm_id,
@@ -592,6 +592,8 @@ fn add_deal(connection: &Connection, spec: &str) {
                 get("level"),
                 date,
                 settings.contains_key("deleted"),
+                // The partner that referred the lead (`from=`), partner 1 unless said.
+                get("from").unwrap_or("1").parse::<i64>().unwrap(),
             ],
         )
         .unwrap();
@@ -602,8 +604,14 @@ fn lead_suggestions_pick_non_converting_referable_leads_in_the_window_not_referr
     let (_directory, ledger) = ledger_with(&[
         "Near; zip3=303; payers=Aetna,Cigna; levels=3.5,3.7",
         "Far; zip3=310; payers=Aetna; levels=3.5",
+        "Referrer; zip3=999",
     ]);
     let c = ledger.connection();
+    // Near referred one lead itself: it is never offered back for that one.
+    add_deal(
+        c,
+        "006-own; reason=out_of_network; date=2026-03-12; payer=Aetna; level=ASAM 3.5; inquiry=I7; from=1",
+    );
     for deal in [
         "006-oon; reason=out_of_network; date=2026-03-10; payer=Aetna; level=ASAM 3.5; inquiry=I1; ehr_zip3=303",
         "006-first-day; date=2026-03-01; payer=Aetna",
@@ -620,7 +628,7 @@ fn lead_suggestions_pick_non_converting_referable_leads_in_the_window_not_referr
         "9001; system=hubspot; reason=level_of_care_mismatch; date=2026-03-10; inquiry=I9; ehr_payer=Cigna; ehr_level=3.7; ehr_zip3=305",
         "006-unknown; date=2026-03-20",
     ] {
-        add_deal(c, deal);
+        add_deal(c, &format!("{deal}; from=3"));
     }
     // The EHR says I6 was referred out.
     c.execute(
@@ -644,6 +652,7 @@ fn lead_suggestions_pick_non_converting_referable_leads_in_the_window_not_referr
             "2026-03-01 006-first-day capacity",
             "2026-03-10 9001 level_of_care_mismatch",
             "2026-03-10 006-oon out_of_network",
+            "2026-03-12 006-own out_of_network",
             "2026-03-20 006-unknown capacity",
         ]
     );
@@ -664,6 +673,11 @@ fn lead_suggestions_pick_non_converting_referable_leads_in_the_window_not_referr
         Geography::SameZip3
     );
     assert_eq!(by_id("006-oon").owner_id.as_deref(), Some("005R"));
+    assert_eq!(
+        names("006-own"),
+        ["Far"],
+        "the referrer is not offered back"
+    );
     // A deal without payer or level takes them from the linked EHR referral.
     let hubspot = by_id("9001");
     assert_eq!(hubspot.system, CrmSystem::Hubspot);
@@ -692,7 +706,7 @@ fn lead_suggestions_pick_non_converting_referable_leads_in_the_window_not_referr
         .into_iter()
         .map(|s| s.lead_crm_id)
         .collect();
-    assert_eq!(ids, ["006-oon"]);
+    assert_eq!(ids, ["006-oon", "006-own"]);
 
     let disabled = RoutingConfig {
         enabled: false,

@@ -48,6 +48,10 @@ pub struct Condition {
     pub description: String,
     /// One short sentence for `status` and `plan`.
     pub reason: String,
+    /// Whether the task key names the day the condition began (`rule:subject:YYYY-MM-DD`), so
+    /// that a partner-level condition that clears and returns is a new task. Conditions about one
+    /// referral or lead are not: their key must not date a patient's referral.
+    pub dated: bool,
     pub due_in_days: u32,
     pub priority: TaskPriority,
     pub kind: TaskKind,
@@ -224,6 +228,7 @@ fn partner_rules(
                 due_in_days: config.silent.due_in_days,
                 priority: config.silent.priority,
                 kind: config.silent.task_type,
+                dated: true,
             });
         } else if facts.declining && config.declining.enabled {
             let expected = facts.expected_current_window.unwrap_or(0.0);
@@ -253,6 +258,7 @@ fn partner_rules(
                 due_in_days: config.declining.due_in_days,
                 priority: config.declining.priority,
                 kind: config.declining.task_type,
+                dated: true,
             });
         }
 
@@ -284,6 +290,7 @@ fn partner_rules(
                 due_in_days: config.no_touch.due_in_days,
                 priority: config.no_touch.priority,
                 kind: config.no_touch.task_type,
+                dated: true,
             });
         }
 
@@ -309,6 +316,7 @@ fn partner_rules(
                 due_in_days: config.unowned.due_in_days,
                 priority: config.unowned.priority,
                 kind: config.unowned.task_type,
+                dated: true,
             });
         }
 
@@ -334,6 +342,7 @@ fn partner_rules(
                 due_in_days: config.new_partner.due_in_days,
                 priority: config.new_partner.priority,
                 kind: config.new_partner.task_type,
+                dated: true,
             });
         }
     }
@@ -428,6 +437,7 @@ fn placement_rule(
             due_in_days: rule.due_in_days,
             priority: rule.priority,
             kind: rule.task_type,
+            dated: false,
         });
     }
     Ok(())
@@ -491,6 +501,7 @@ fn identity_rule(
             due_in_days: config.identity_review.due_in_days,
             priority: config.identity_review.priority,
             kind: config.identity_review.task_type,
+            dated: true,
         });
     }
     Ok(())
@@ -541,6 +552,7 @@ fn refer_out_rule(config: &RulesConfig, inputs: &RuleInputs<'_>, conditions: &mu
             due_in_days: config.refer_out.due_in_days,
             priority: config.refer_out.priority,
             kind: config.refer_out.task_type,
+            dated: false,
         });
     }
 }
