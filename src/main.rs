@@ -557,7 +557,7 @@ fn sync_summary(report: &refbridge::sync::SyncReport) -> String {
     for stream in &report.streams {
         let c = &stream.counts;
         out.push_str(&format!(
-            "{} {:<10} {:<8} {} read, {} new, {} changed, {} unchanged, {} deleted; {} API call(s)\n",
+            "{:<10} {:<10} {:<8} {} read, {} new, {} changed, {} unchanged, {} deleted; {} API call(s)\n",
             stream.system, stream.stream, stream.outcome, c.read, c.new, c.changed, c.unchanged, c.deleted, c.api_calls
         ));
         if let Some(message) = &stream.message {
@@ -566,7 +566,7 @@ fn sync_summary(report: &refbridge::sync::SyncReport) -> String {
     }
     for stream in &report.reconciled {
         out.push_str(&format!(
-            "{} {:<10} reconciled: {} live, {} marked deleted; {} API call(s)\n",
+            "{:<10} {:<10} reconciled: {} live, {} marked deleted; {} API call(s)\n",
             stream.system,
             stream.stream,
             stream.counts.read,

@@ -287,7 +287,7 @@ impl Status {
             for row in &self.crm_streams {
                 let _ = writeln!(
                     out,
-                    "  {:<10} {:<10} {} records ({} deleted); last pull {} {} ({} API calls), watermark {}",
+                    "  {:<10} {:<10} {} records ({} deleted); last pull {} {} ({} API call(s)), watermark {}",
                     row.system,
                     row.stream,
                     row.records,

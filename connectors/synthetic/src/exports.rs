@@ -8,6 +8,7 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
@@ -50,8 +51,15 @@ pub struct ExportFiles {
 }
 
 /// Writes `referrals.csv` (generic), `ServiceRequest.ndjson` and `Patient.ndjson` into `directory`.
+/// They hold (synthetic) patient values, so they are written as a real export should be: files
+/// readable by their owner only, in a directory created for the owner only.
 pub fn write_exports(world: &World, directory: &Path) -> std::io::Result<ExportFiles> {
-    std::fs::create_dir_all(directory)?;
+    if !directory.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(directory)?;
+    }
     let files = ExportFiles {
         generic_csv: directory.join("referrals.csv"),
         service_requests_ndjson: directory.join("ServiceRequest.ndjson"),
@@ -64,6 +72,16 @@ pub fn write_exports(world: &World, directory: &Path) -> std::io::Result<ExportF
         &files.patients_ndjson,
     )?;
     Ok(files)
+}
+
+/// A new (or truncated) file readable and writable by its owner only.
+fn owner_only(path: &Path) -> std::io::Result<File> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
 }
 
 fn reason_label(reason: &str) -> &'static str {
@@ -81,7 +99,7 @@ fn reason_label(reason: &str) -> &'static str {
 /// One row per inbound inquiry; a refer-out appears as `referred_out_to` on its inquiry's row.
 pub fn write_generic_csv(world: &World, path: &Path) -> std::io::Result<()> {
     let mut random = Random::new(world.spec.seed).fork(101);
-    let mut writer = csv::Writer::from_writer(BufWriter::new(File::create(path)?));
+    let mut writer = csv::Writer::from_writer(BufWriter::new(owner_only(path)?));
     writer.write_record(GENERIC_HEADER)?;
     for referral in world
         .referrals
@@ -172,8 +190,8 @@ pub fn write_fhir_ndjson(
     service_requests: &Path,
     patients: &Path,
 ) -> std::io::Result<()> {
-    let mut requests = BufWriter::new(File::create(service_requests)?);
-    let mut patient_file = BufWriter::new(File::create(patients)?);
+    let mut requests = BufWriter::new(owner_only(service_requests)?);
+    let mut patient_file = BufWriter::new(owner_only(patients)?);
     let facility = json!({
         "type": "Organization",
         "display": world.facility.name,
