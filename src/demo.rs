@@ -260,19 +260,37 @@ fn report_identity_and_health(
         },
     )?;
     const SHOWN: usize = 15;
-    let lines: Vec<&str> = table.lines().collect();
-    // The header line, the column line, then partners.
-    for line in lines.iter().take(SHOWN + 2) {
+    // The header line, the column line, then a line per partner (and, indented, the rest of a
+    // long reason); the closing hints are the demo's own.
+    let mut partners = 0;
+    let mut rows = table
+        .lines()
+        .skip(2)
+        .filter(|line| !line.starts_with("Every component") && !line.starts_with("Nothing new"));
+    for line in table.lines().take(2) {
         let _ = writeln!(out, "  {line}");
     }
-    if lines.len() > SHOWN + 2 {
-        let _ = writeln!(
-            out,
-            "  … {} more (refbridge health shows them all)",
-            lines.len() - SHOWN - 2
-        );
+    for line in rows.by_ref() {
+        let continuation = is_continuation(line);
+        if !continuation {
+            if partners == SHOWN {
+                partners += 1;
+                break;
+            }
+            partners += 1;
+        }
+        let _ = writeln!(out, "  {line}");
+    }
+    let more = rows.filter(|line| !is_continuation(line)).count() + partners.saturating_sub(SHOWN);
+    if more > 0 {
+        let _ = writeln!(out, "  … {more} more (refbridge health shows them all)");
     }
     Ok(())
+}
+
+/// A health table line that continues the previous partner's reason (indented under WHY).
+fn is_continuation(line: &str) -> bool {
+    line.starts_with(&" ".repeat(10))
 }
 
 fn report_tasks(

@@ -56,11 +56,21 @@ fn the_table_lists_the_worst_partners_first_each_with_a_reason() {
         "{}",
         lines[1]
     );
+    // A partner's row, then its reason's continuation lines (indented under WHY).
     let rows: Vec<&str> = lines[2..]
         .iter()
         .copied()
-        .filter(|line| !line.starts_with("Every component"))
+        .filter(|line| !line.starts_with("Every component") && !line.starts_with(&" ".repeat(10)))
         .collect();
+    assert!(
+        !output.stdout.contains('…')
+            || lines[2..].iter().all(|line| {
+                let why = lines[1].find("WHY").unwrap();
+                !line.chars().skip(why).any(|c| c == '…')
+            }),
+        "a reason was cut: {}",
+        output.stdout
+    );
     assert!(rows.len() > 5, "{}", output.stdout);
     for line in lines.iter() {
         assert!(

@@ -154,7 +154,10 @@ fn table(refreshed: &HealthRefresh, as_of: NaiveDate) -> String {
         "{:>id_width$} {:<NAME_WIDTH$} {:>5} {:<7} {:<5}  WHY",
         "ID", "PARTNER", "SCORE", "STATE", "TREND"
     );
+    let why_column = TABLE_WIDTH - reason_width;
     for partner in health {
+        // The reason is what a director reads: wrapped under WHY, never cut.
+        let mut reason_lines = wrap(&headline(partner), reason_width).into_iter();
         let _ = writeln!(
             out,
             "{:>id_width$} {:<NAME_WIDTH$} {:>5} {:<7} {:<5}  {}",
@@ -163,8 +166,11 @@ fn table(refreshed: &HealthRefresh, as_of: NaiveDate) -> String {
             score_text(partner.score),
             partner.state.as_str(),
             partner.trend.as_str(),
-            fit(&headline(partner), reason_width).trim_end()
+            reason_lines.next().unwrap_or_default()
         );
+        for more in reason_lines {
+            let _ = writeln!(out, "{:why_column$}{more}", "");
+        }
     }
     if !refreshed.recomputed {
         out.push_str(
@@ -342,6 +348,36 @@ fn score_text(score: Option<f64>) -> String {
 }
 
 /// `text` padded or cut (with "…") to `width` characters.
+/// `text` in lines of at most `width` characters, broken between words (a word longer than the
+/// width is cut into pieces).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(1);
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        let mut word: Vec<char> = word.chars().collect();
+        while word.len() > width {
+            if !line.is_empty() {
+                lines.push(std::mem::take(&mut line));
+            }
+            lines.push(word.drain(..width).collect());
+        }
+        let word: String = word.into_iter().collect();
+        let needed = line.chars().count() + usize::from(!line.is_empty()) + word.chars().count();
+        if !line.is_empty() && needed > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(&word);
+    }
+    if !line.is_empty() || lines.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
 fn fit(text: &str, width: usize) -> String {
     if text.chars().count() <= width {
         format!("{text:<width$}")
@@ -354,7 +390,21 @@ fn fit(text: &str, width: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::fit;
+    use super::{fit, wrap};
+
+    #[test]
+    fn reasons_wrap_between_words_and_lose_nothing() {
+        let text =
+            "decline: no referral for 86 days; at 1.8/month that happens by chance with p = 0.0059";
+        let lines = wrap(text, 40);
+        assert!(
+            lines.iter().all(|line| line.chars().count() <= 40),
+            "{lines:?}"
+        );
+        assert_eq!(lines.join(" "), text);
+        assert_eq!(wrap("short", 40), ["short"]);
+        assert_eq!(wrap("abcdefgh", 3), ["abc", "def", "gh"]);
+    }
 
     #[test]
     fn long_names_are_cut_with_an_ellipsis_and_short_ones_padded() {
