@@ -15,7 +15,7 @@ use refbridge_model::{
     Referral, zip3,
 };
 
-use crate::dates::parse_date;
+use crate::dates::{implausible, parse_date};
 use crate::layout::{Column, fold_key, folded};
 use crate::{ExportReader, ReadError, Record};
 
@@ -53,7 +53,7 @@ pub(crate) fn read_from<E, R: Read>(
     let mut csv_reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
-        .from_reader(input);
+        .from_reader(QuoteTracker::new(input));
     let mut record = csv::ByteRecord::new();
 
     // The header: the first non-blank record.
@@ -103,10 +103,21 @@ pub(crate) fn read_from<E, R: Read>(
                 continue;
             }
         }
+        let location = Location::Line(record.position().map_or(0, |p| p.line()));
+        if csv_reader.get_ref().ends_inside_quotes() {
+            // The last row, and the file ended inside one of its quoted values: the export was
+            // cut off, and the value (and any columns after it) are incomplete.
+            sink(Record::Rejected(Problem::new(
+                location,
+                None,
+                "the file ends inside a quoted value: the row is cut off (was the export truncated?)",
+            )))
+            .map_err(ReadError::Sink)?;
+            continue;
+        }
         if is_blank(&record) {
             continue;
         }
-        let location = Location::Line(record.position().map_or(0, |p| p.line()));
         let item = if record.len() != header_len {
             Record::Rejected(Problem::new(
                 location,
@@ -127,6 +138,63 @@ pub(crate) fn read_from<E, R: Read>(
             }
         };
         sink(item).map_err(ReadError::Sink)?;
+    }
+}
+
+/// Follows the `csv` reader's quoting over the raw bytes (RFC 4180 with doubled quotes, which is
+/// how the reader is built) to notice a file that ends inside a quoted value: the `csv` crate hands
+/// such a last row over as if the quote had been closed. It sits under the reader's own buffer, so
+/// it sees the end of the input only once every row but the last has been handed over.
+struct QuoteTracker<R> {
+    inner: R,
+    state: QuoteState,
+    at_end: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum QuoteState {
+    FieldStart,
+    Unquoted,
+    Quoted,
+    /// A quote inside a quoted value: the closing one, or the first of a doubled pair.
+    QuoteInQuoted,
+}
+
+impl<R: Read> QuoteTracker<R> {
+    fn new(inner: R) -> QuoteTracker<R> {
+        QuoteTracker {
+            inner,
+            state: QuoteState::FieldStart,
+            at_end: false,
+        }
+    }
+
+    /// True once the input has ended inside a quoted value.
+    fn ends_inside_quotes(&self) -> bool {
+        self.at_end && self.state == QuoteState::Quoted
+    }
+}
+
+impl<R: Read> Read for QuoteTracker<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.inner.read(buffer)?;
+        if read == 0 && !buffer.is_empty() {
+            self.at_end = true;
+        }
+        let mut state = self.state;
+        for &byte in &buffer[..read] {
+            state = match (state, byte) {
+                (QuoteState::Quoted, b'"') => QuoteState::QuoteInQuoted,
+                (QuoteState::Quoted, _) => QuoteState::Quoted,
+                (QuoteState::FieldStart, b'"') | (QuoteState::QuoteInQuoted, b'"') => {
+                    QuoteState::Quoted
+                }
+                (_, b',' | b'\n' | b'\r') => QuoteState::FieldStart,
+                _ => QuoteState::Unquoted,
+            };
+        }
+        self.state = state;
+        Ok(read)
     }
 }
 
@@ -298,6 +366,12 @@ fn parse_row(
             "the inquiry date is not a date in a known format",
         )
     })?;
+    if let Some(why) = implausible(inquiry_date) {
+        return Err(reject(
+            Column::InquiryDate,
+            &format!("the inquiry date {why}"),
+        ));
+    }
     let disposition_text = field(Column::Disposition)
         .ok_or_else(|| reject(Column::Disposition, "the disposition is missing"))?;
     let disposition = match lookup(&lookups.disposition, &disposition_text) {
@@ -311,12 +385,18 @@ fn parse_row(
         )
     })?;
     let admit_date = match field(Column::AdmitDate) {
-        Some(text) => Some(parse_date(&text, &reader.csv.date_formats).ok_or_else(|| {
-            reject(
-                Column::AdmitDate,
-                "the admit date is not a date in a known format",
-            )
-        })?),
+        Some(text) => {
+            let date = parse_date(&text, &reader.csv.date_formats).ok_or_else(|| {
+                reject(
+                    Column::AdmitDate,
+                    "the admit date is not a date in a known format",
+                )
+            })?;
+            if let Some(why) = implausible(date) {
+                return Err(reject(Column::AdmitDate, &format!("the admit date {why}")));
+            }
+            Some(date)
+        }
         None => None,
     };
 
@@ -639,6 +719,33 @@ mod tests {
             b"inquiry_id;inquiry_date;disposition\n1;2;3\n",
         );
         assert!(problem.unwrap().reason.contains("semicolon"));
+    }
+
+    #[test]
+    fn a_file_cut_inside_a_quoted_value_quarantines_its_last_row() {
+        let reader = reader(CsvLayout::default());
+        let header = "inquiry_id,inquiry_date,disposition,notes\n";
+        for (tail, cut) in [
+            ("Q-2,2026-03-02,admitted,\"a note that was cu", true),
+            ("Q-2,2026-03-02,\"admit", true),
+            ("Q-2,2026-03-02,admitted,\"a \"\"quoted\"\" note\"", false),
+            ("Q-2,2026-03-02,admitted,\"done\"\n", false),
+            ("Q-2,2026-03-02,admitted,5'10\" tall", false),
+        ] {
+            let text = format!("{header}Q-1,2026-03-01,admitted,\"x, y\"\r\n{tail}");
+            let (records, stopped) = read_all(&reader, text.as_bytes());
+            assert!(stopped.is_none(), "{tail}");
+            assert!(matches!(&records[0], Record::Referral { .. }), "{tail}");
+            match &records[1] {
+                Record::Rejected(problem) if cut => {
+                    assert_eq!(problem.location, Location::Line(3), "{tail}");
+                    assert!(problem.reason.contains("cut off"), "{tail}");
+                }
+                Record::Referral { .. } if !cut => {}
+                other => panic!("{tail}: {other:?}"),
+            }
+            assert_eq!(records.len(), 2, "{tail}");
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Dates as exports write them: ISO (`2026-03-07`, `2026-03-07T14:05:00Z`), US (`03/07/2026`,
 //! `3/7/2026`, with or without a time), or configured chrono formats.
 
-use chrono::NaiveDate;
+use chrono::{Datelike, Days, NaiveDate, Utc};
 use chrono::format::{Item, StrftimeItems};
 
 /// Checks that a configured format is a valid chrono `strftime` format with a day, month and year.
@@ -30,6 +30,17 @@ pub(crate) fn parse_date(text: &str, formats: &[String]) -> Option<NaiveDate> {
             .filter(|(_, rest)| rest.is_empty() || rest.starts_with([' ', 'T']))
             .map(|(date, _)| date)
     })
+}
+
+/// Why a well-formed date cannot be a referral's, as the end of a sentence ("the inquiry date …"):
+/// before 1900 (a year typed as `0000` or `0026`) or more than a year after today (a mistyped
+/// year). An export dated a few days ahead (clock skew, time zones) is accepted.
+pub(crate) fn implausible(date: NaiveDate) -> Option<&'static str> {
+    if date.year() < 1900 {
+        return Some("is before 1900");
+    }
+    let latest = Utc::now().date_naive() + Days::new(366);
+    (date > latest).then_some("is more than a year in the future")
 }
 
 /// `YYYY-MM-DD`, optionally followed by `T` or a space and a time.
@@ -96,6 +107,21 @@ mod tests {
         assert_eq!(parse_date("07.03.2026", none), None);
         assert_eq!(parse_date("2026-03-07junk", none), None);
         assert_eq!(parse_date("", none), None);
+    }
+
+    #[test]
+    fn years_zero_and_far_future_are_implausible() {
+        let today = Utc::now().date_naive();
+        assert_eq!(implausible(date(2026, 3, 7).unwrap()), None);
+        assert_eq!(implausible(today + Days::new(30)), None);
+        assert_eq!(
+            implausible(parse_date("0000-01-01", &[]).unwrap()),
+            Some("is before 1900")
+        );
+        assert_eq!(
+            implausible(today + Days::new(400)),
+            Some("is more than a year in the future")
+        );
     }
 
     #[test]

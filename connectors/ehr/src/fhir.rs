@@ -28,7 +28,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use serde_json::error::Category;
 use serde_json::{Map, Value};
 
-use crate::dates::parse_date;
+use crate::dates::{implausible, parse_date};
 use crate::{ExportReader, ReadError, Record};
 
 /// The longest NDJSON line read; a longer one is rejected and skipped without being buffered.
@@ -1066,7 +1066,12 @@ impl<'a> Mapper<'a> {
             Err(reason) => return reject("identifier", reason),
         };
         let inquiry_date = match fhir_date(request.get("authoredOn")) {
-            FhirDate::Date(date) => date,
+            FhirDate::Date(date) => match implausible(date) {
+                None => date,
+                Some(why) => {
+                    return reject("authoredOn", &format!("the inquiry date {why}"));
+                }
+            },
             FhirDate::Missing => return reject("authoredOn", "the inquiry date is missing"),
             FhirDate::Imprecise => {
                 return reject(
@@ -1501,7 +1506,13 @@ impl RequestScope<'_> {
             ),
         };
         match fhir_date(value) {
-            FhirDate::Date(date) => Some(date),
+            FhirDate::Date(date) => match implausible(date) {
+                None => Some(date),
+                Some(why) => {
+                    self.warn(field, &format!("the admit date {why}, not stored"));
+                    None
+                }
+            },
             FhirDate::Missing => None,
             FhirDate::Imprecise => {
                 self.warn(

@@ -1,0 +1,19 @@
+//! The reliability suite (issue 8): refbridge under hostile conditions, through the real binary,
+//! real loopback HTTP sandboxes and real SQLite files.
+//!
+//! - `bad_input`: a generated corpus of broken exports (CSV, FHIR Bundle, NDJSON) and broken
+//!   configs; exit statuses, no panic, every problem named with its location, good rows kept.
+//! - `properties`: seeded mutations of valid CSV, FHIR and CRM response pages (served from a
+//!   loopback proxy in front of the sandboxes); accounting holds and cursors never skip records.
+//! - `privacy`: canary patient values in every input field and canary secrets, searched for in
+//!   every byte refbridge writes, prints, serves or sends.
+//! - `security`: file modes of the ledger and backups, https for non-loopback CRM URLs, the
+//!   systemd unit's exposure budget.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod bad_input;
+mod privacy;
+mod properties;
+mod security;
