@@ -5,7 +5,7 @@
 //! becomes a token and the ZIP a ZIP3 inside [`parse_row`], and neither survives it.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
@@ -62,7 +62,9 @@ pub(crate) fn read_from<E, R: Read>(
         match csv_reader.read_byte_record(&mut record) {
             Ok(true) if is_blank(&record) => continue,
             Ok(true) => {
-                header_line = record.position().map_or(1, |p| p.line());
+                header_line = record
+                    .position()
+                    .map_or(1, |p| csv_reader.get_mut().line_at(p.byte()));
                 break;
             }
             Ok(false) => {
@@ -93,7 +95,9 @@ pub(crate) fn read_from<E, R: Read>(
                 if matches!(error.kind(), csv::ErrorKind::Io(_)) {
                     return Err(csv_error(error));
                 }
-                let line = error.position().map_or(0, |p| p.line());
+                let line = error
+                    .position()
+                    .map_or(0, |p| csv_reader.get_mut().line_at(p.byte()));
                 sink(Record::Rejected(Problem::new(
                     Location::Line(line),
                     None,
@@ -103,7 +107,11 @@ pub(crate) fn read_from<E, R: Read>(
                 continue;
             }
         }
-        let location = Location::Line(record.position().map_or(0, |p| p.line()));
+        let location = Location::Line(
+            record
+                .position()
+                .map_or(0, |p| csv_reader.get_mut().line_at(p.byte())),
+        );
         if csv_reader.get_ref().ends_inside_quotes() {
             // The last row, and the file ended inside one of its quoted values: the export was
             // cut off, and the value (and any columns after it) are incomplete.
@@ -141,14 +149,23 @@ pub(crate) fn read_from<E, R: Read>(
     }
 }
 
-/// Follows the `csv` reader's quoting over the raw bytes (RFC 4180 with doubled quotes, which is
-/// how the reader is built) to notice a file that ends inside a quoted value: the `csv` crate hands
-/// such a last row over as if the quote had been closed. It sits under the reader's own buffer, so
-/// it sees the end of the input only once every row but the last has been handed over.
+/// Watches the raw bytes under the `csv` reader's own buffer, for two things the `csv` crate gets
+/// wrong or does not say:
+/// - a file that ends inside a quoted value (RFC 4180 with doubled quotes, as the reader is built):
+///   the crate hands such a last row over as if the quote had been closed. The tracker sees the
+///   end of the input only once every row but the last has been handed over.
+/// - line numbers: after a CRLF the crate reports a row's line one too low (its position points
+///   at the `\n`). A row's line here is one more than the newlines before its first byte; only the
+///   line ends of the bytes buffered ahead are kept, so memory stays flat.
 struct QuoteTracker<R> {
     inner: R,
     state: QuoteState,
     at_end: bool,
+    /// Bytes read so far.
+    offset: u64,
+    /// Offsets of the `\r` and `\n` bytes read but not yet counted into `lines_before`.
+    line_ends: VecDeque<(u64, u8)>,
+    lines_before: u64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -166,7 +183,28 @@ impl<R: Read> QuoteTracker<R> {
             inner,
             state: QuoteState::FieldStart,
             at_end: false,
+            offset: 0,
+            line_ends: VecDeque::new(),
+            lines_before: 0,
         }
+    }
+
+    /// The line (from 1) of the row the `csv` reader says starts at byte `start`. Rows are asked
+    /// for in file order.
+    fn line_at(&mut self, start: u64) -> u64 {
+        // The reader may place a row's start on the line ends before it: skip a run of them.
+        let mut next = start;
+        while let Some(&(at, byte)) = self.line_ends.front() {
+            if at > next {
+                break;
+            }
+            if at == next {
+                next += 1;
+            }
+            self.line_ends.pop_front();
+            self.lines_before += u64::from(byte == b'\n');
+        }
+        self.lines_before + 1
     }
 
     /// True once the input has ended inside a quoted value.
@@ -182,7 +220,10 @@ impl<R: Read> Read for QuoteTracker<R> {
             self.at_end = true;
         }
         let mut state = self.state;
-        for &byte in &buffer[..read] {
+        for (at, &byte) in buffer[..read].iter().enumerate() {
+            if byte == b'\n' || byte == b'\r' {
+                self.line_ends.push_back((self.offset + at as u64, byte));
+            }
             state = match (state, byte) {
                 (QuoteState::Quoted, b'"') => QuoteState::QuoteInQuoted,
                 (QuoteState::Quoted, _) => QuoteState::Quoted,
@@ -194,6 +235,7 @@ impl<R: Read> Read for QuoteTracker<R> {
             };
         }
         self.state = state;
+        self.offset += read as u64;
         Ok(read)
     }
 }
@@ -732,7 +774,7 @@ mod tests {
             ("Q-2,2026-03-02,admitted,\"done\"\n", false),
             ("Q-2,2026-03-02,admitted,5'10\" tall", false),
         ] {
-            let text = format!("{header}Q-1,2026-03-01,admitted,\"x, y\"\r\n{tail}");
+            let text = format!("{header}Q-1,2026-03-01,admitted,\"x, y\"\n{tail}");
             let (records, stopped) = read_all(&reader, text.as_bytes());
             assert!(stopped.is_none(), "{tail}");
             assert!(matches!(&records[0], Record::Referral { .. }), "{tail}");
@@ -746,6 +788,31 @@ mod tests {
             }
             assert_eq!(records.len(), 2, "{tail}");
         }
+    }
+
+    #[test]
+    fn line_numbers_hold_with_crlf_lf_and_quoted_newlines() {
+        let reader = reader(CsvLayout::default());
+        let text = "inquiry_id,inquiry_date,disposition\r\nA-1,2026-01-01,admitted\r\nA-2,2026-01-xx,admitted\nA-3,2026-01-xx,\"admitted\r\n\"\r\n\r\nA-4,2026-01-xx,admitted\n";
+        let (records, stopped) = read_all(&reader, text.as_bytes());
+        assert!(stopped.is_none());
+        let lines: Vec<Location> = records
+            .iter()
+            .map(|record| match record {
+                Record::Rejected(problem) => problem.location,
+                Record::Referral { location, .. } => *location,
+                Record::Skipped { location, .. } => *location,
+            })
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                Location::Line(2),
+                Location::Line(3),
+                Location::Line(4),
+                Location::Line(7)
+            ]
+        );
     }
 
     #[test]
