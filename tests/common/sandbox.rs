@@ -188,6 +188,8 @@ impl World {
                 client.delete(url)
             } else if method == "GET" {
                 client.get(url)
+            } else if method == "PATCH" {
+                client.patch(url)
             } else {
                 client.post(url)
             };
