@@ -160,7 +160,7 @@ impl<'a> Importer<'a> {
             path: inbox.to_path_buf(),
             source,
         };
-        std::fs::create_dir_all(inbox).map_err(read_error)?;
+        private_dir(inbox).map_err(read_error)?;
         let mut waiting = Vec::new();
         for entry in std::fs::read_dir(inbox).map_err(read_error)? {
             let entry = entry.map_err(read_error)?;
@@ -548,12 +548,22 @@ fn move_into(path: &Path, folder: &Path, run_id: i64) -> Result<(), ImportError>
         path: path.to_path_buf(),
         source,
     };
-    std::fs::create_dir_all(folder).map_err(error)?;
+    private_dir(folder).map_err(error)?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     std::fs::rename(path, folder.join(format!("{run_id}-{name}"))).map_err(error)
+}
+
+/// Creates `dir` (and its parents) owner-only when missing: the inbox and its folders hold
+/// patient data at rest.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }
 
 /// The current time as stored in the ledger (UTC, RFC 3339, seconds).

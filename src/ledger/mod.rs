@@ -14,7 +14,7 @@ mod migrations;
 pub mod store;
 
 use std::fs::OpenOptions;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -80,10 +80,15 @@ impl Ledger {
     /// Opens (creating with mode 0600 if needed) and migrates the ledger at `path`.
     pub fn open(path: &Path, busy_timeout: Duration) -> Result<Ledger, LedgerError> {
         if let Some(directory) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(directory).map_err(|source| LedgerError::CreateDirectory {
-                path: directory.to_path_buf(),
-                source,
-            })?;
+            // Owner-only, like the ledger: the directory names exports and holds backups.
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(directory)
+                .map_err(|source| LedgerError::CreateDirectory {
+                    path: directory.to_path_buf(),
+                    source,
+                })?;
         }
         // Create the file ourselves so that it is 0600 from its first byte.
         OpenOptions::new()

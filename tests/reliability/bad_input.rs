@@ -9,7 +9,8 @@ use std::path::Path;
 use crate::common::{Facility, Output, run_binary};
 
 /// The columns every CSV case uses: the three required ones, a partner, its NPI and free text.
-const HEADER: &str = "inquiry_id,inquiry_date,referral_source,referral_source_npi,disposition,notes";
+const HEADER: &str =
+    "inquiry_id,inquiry_date,referral_source,referral_source_npi,disposition,notes";
 
 /// A good row: its inquiry id is `id`.
 fn good(id: &str) -> String {
@@ -257,7 +258,7 @@ fn fhir_cases() -> Vec<Case> {
         Case {
             name: "truncated Bundle JSON",
             file: "cut.json",
-            bytes: whole[..cut].as_bytes().to_vec(),
+            bytes: whole.as_bytes()[..cut].to_vec(),
             status: 1,
             kept: ids(&["FT-1"]),
             quarantine: vec!["rejected line 1 -"],
@@ -370,7 +371,9 @@ fn quarantine_of(facility: &Facility, file: &str) -> Vec<(String, String)> {
 fn inquiry_ids(facility: &Facility) -> Vec<String> {
     let sql = facility.sql();
     let mut statement = sql
-        .prepare("SELECT DISTINCT inquiry_id FROM referral WHERE direction = 'in' ORDER BY inquiry_id")
+        .prepare(
+            "SELECT DISTINCT inquiry_id FROM referral WHERE direction = 'in' ORDER BY inquiry_id",
+        )
         .unwrap();
     statement
         .query_map([], |r| r.get(0))
@@ -414,7 +417,8 @@ fn check(case: &Case) {
     let stop_rows = u64::from(case.status == 1);
     assert_eq!(
         rows,
-        case.kept.len() as u64 + rejected_rows - stop_rows + file_report["skipped"].as_u64().unwrap(),
+        case.kept.len() as u64 + rejected_rows - stop_rows
+            + file_report["skipped"].as_u64().unwrap(),
         "{}: rows read = kept + quarantined + skipped\n{report}",
         case.name
     );
@@ -439,7 +443,9 @@ fn check(case: &Case) {
     if case.status == 1 {
         assert!(
             output.stderr.contains("could not be read to the end")
-                && file_report["message"].as_str().is_some_and(|m| !m.is_empty()),
+                && file_report["message"]
+                    .as_str()
+                    .is_some_and(|m| !m.is_empty()),
             "{}: {}",
             case.name,
             output.stderr
@@ -453,7 +459,10 @@ fn broken_exports_are_quarantined_with_their_location_beside_the_good_rows() {
     for case in &cases {
         check(case);
     }
-    eprintln!("bad input: {} broken exports tried through `import`", cases.len());
+    eprintln!(
+        "bad input: {} broken exports tried through `import`",
+        cases.len()
+    );
 }
 
 #[test]
@@ -482,9 +491,13 @@ fn an_inbox_of_broken_exports_leaves_a_cycle_running_and_keeps_the_good_rows() {
     for case in &cases {
         let rejected = case.status == 1 && case.kept.is_empty();
         let folder = inbox.join(if rejected { "rejected" } else { "imported" });
-        let moved = std::fs::read_dir(&folder)
-            .unwrap()
-            .any(|entry| entry.unwrap().file_name().to_string_lossy().ends_with(case.file));
+        let moved = std::fs::read_dir(&folder).unwrap().any(|entry| {
+            entry
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(case.file)
+        });
         assert!(moved, "{} not in {}", case.file, folder.display());
         assert_eq!(
             quarantine_of(&facility, case.file)
@@ -496,7 +509,10 @@ fn an_inbox_of_broken_exports_leaves_a_cycle_running_and_keeps_the_good_rows() {
             case.name
         );
     }
-    eprintln!("bad input: {} broken exports tried through a `sync --once` inbox", cases.len());
+    eprintln!(
+        "bad input: {} broken exports tried through a `sync --once` inbox",
+        cases.len()
+    );
 }
 
 /// One broken config and what `check-config` must say about it.
@@ -545,12 +561,18 @@ fn broken_configs_are_refused_with_file_line_and_column() {
         ConfigCase {
             name: "unknown key",
             text: format!("{base}[schedule]\npull_everything = \"0 * * * * *\"\n").into_bytes(),
-            expect: vec![format!("{{file}}:{}:1: unknown field `pull_everything`", line(1))],
+            expect: vec![format!(
+                "{{file}}:{}:1: unknown field `pull_everything`",
+                line(1)
+            )],
         },
         ConfigCase {
             name: "wrong type",
             text: format!("{base}[maintenance]\nbackup_keep = \"seven\"\n").into_bytes(),
-            expect: vec![format!("{{file}}:{}:15: invalid type: string \"seven\"", line(1))],
+            expect: vec![format!(
+                "{{file}}:{}:15: invalid type: string \"seven\"",
+                line(1)
+            )],
         },
         ConfigCase {
             name: "bad cron",
@@ -559,7 +581,11 @@ fn broken_configs_are_refused_with_file_line_and_column() {
         },
         ConfigCase {
             name: "missing secret",
-            text: format!("{base}{}", hubspot("https://api.hubapi.com", &secrets.join("nothing"))).into_bytes(),
+            text: format!(
+                "{base}{}",
+                hubspot("https://api.hubapi.com", &secrets.join("nothing"))
+            )
+            .into_bytes(),
             expect: vec![format!(
                 "{{file}}:{}:1: connectors.hubspot.auth.access_token_file: cannot read secret file",
                 line(4)
@@ -568,20 +594,29 @@ fn broken_configs_are_refused_with_file_line_and_column() {
         ConfigCase {
             name: "world-readable secret",
             text: format!("{base}{}", hubspot("https://api.hubapi.com", &open_token)).into_bytes(),
-            expect: vec![format!(
-                "{{file}}:{}:1: connectors.hubspot.auth.access_token_file: secret file",
-                line(4)
-            ), "is readable by every user".to_string()],
+            expect: vec![
+                format!(
+                    "{{file}}:{}:1: connectors.hubspot.auth.access_token_file: secret file",
+                    line(4)
+                ),
+                "is readable by every user".to_string(),
+            ],
         },
         ConfigCase {
             name: "not a URL",
             text: format!("{base}{}", hubspot("api dot hubapi dot com", &token)).into_bytes(),
-            expect: vec![format!("{{file}}:{}:1: connectors.hubspot.base_url: \"api dot hubapi dot com\" is not a URL", line(1))],
+            expect: vec![format!(
+                "{{file}}:{}:1: connectors.hubspot.base_url: \"api dot hubapi dot com\" is not a URL",
+                line(1)
+            )],
         },
         ConfigCase {
             name: "wrong URL scheme",
             text: format!("{base}{}", hubspot("ftp://api.hubapi.com", &token)).into_bytes(),
-            expect: vec![format!("{{file}}:{}:1: connectors.hubspot.base_url: the scheme must be https", line(1))],
+            expect: vec![format!(
+                "{{file}}:{}:1: connectors.hubspot.base_url: the scheme must be https",
+                line(1)
+            )],
         },
     ];
     for case in &cases {

@@ -3,8 +3,8 @@
 //!
 //! - `bad_input`: a generated corpus of broken exports (CSV, FHIR Bundle, NDJSON) and broken
 //!   configs; exit statuses, no panic, every problem named with its location, good rows kept.
-//! - `properties`: seeded mutations of valid CSV, FHIR and CRM response pages (served from a
-//!   loopback proxy in front of the sandboxes); accounting holds and cursors never skip records.
+//! - `properties`: seeded mutations of valid CSV, FHIR Bundle and NDJSON exports; nothing panics,
+//!   every row is accounted for and named where rejected, untouched rows are stored as before.
 //! - `privacy`: canary patient values in every input field and canary secrets, searched for in
 //!   every byte refbridge writes, prints, serves or sends.
 //! - `security`: file modes of the ledger and backups, https for non-loopback CRM URLs, the

@@ -144,11 +144,17 @@ fn tasks_sent(world: &World) -> Vec<(String, String)> {
     loop {
         let path = format!(
             "/crm/v3/objects/tasks?limit=100&properties=hs_task_subject,hs_task_body,refbridge_key,hs_task_status{}",
-            after.as_ref().map(|a| format!("&after={a}")).unwrap_or_default()
+            after
+                .as_ref()
+                .map(|a| format!("&after={a}"))
+                .unwrap_or_default()
         );
         let page = world.hubspot("GET", &path, None);
         for task in page["results"].as_array().unwrap() {
-            if task["properties"]["refbridge_key"].as_str().is_some_and(|k| !k.is_empty()) {
+            if task["properties"]["refbridge_key"]
+                .as_str()
+                .is_some_and(|k| !k.is_empty())
+            {
                 sent.push(("hubspot task".to_string(), task.to_string()));
             }
         }
@@ -223,7 +229,10 @@ fn run_daemon(config: &Path, done: impl Fn() -> bool) -> (String, String) {
         while let Ok(line) = lines_rx.try_recv() {
             if address.is_none()
                 && let Ok(value) = serde_json::from_str::<Value>(&line)
-                && value["message"].as_str().unwrap_or("").starts_with("http listening")
+                && value["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("http listening")
             {
                 address = value["address"].as_str().map(str::to_string);
             }
@@ -238,14 +247,20 @@ fn run_daemon(config: &Path, done: impl Fn() -> bool) -> (String, String) {
         }
         std::thread::sleep(Duration::from_millis(250));
     }
-    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
     let _ = child.wait();
     while let Ok(line) = lines_rx.recv_timeout(Duration::from_millis(200)) {
         logs.push_str(&line);
         logs.push('\n');
     }
     logs.push_str(&stderr_thread.join().unwrap());
-    assert!(!metrics.is_empty(), "the daemon never served /metrics:\n{logs}");
+    assert!(
+        !metrics.is_empty(),
+        "the daemon never served /metrics:\n{logs}"
+    );
     (logs, metrics)
 }
 
@@ -257,15 +272,25 @@ fn canaries_in_exports_and_crm_records_reach_no_ledger_log_output_metric_or_task
     let inbox = state.join("inbox");
     canary_exports(&inbox);
     plant_crm_canaries(&world);
-    let secrets: Vec<(String, String)> = ["salesforce_client_secret", "hubspot_private_app_token", "patient_key"]
-        .iter()
-        .map(|name| {
-            let bytes = std::fs::read(state.join(name)).unwrap();
-            (name.to_string(), String::from_utf8_lossy(&bytes).trim().to_string())
-        })
-        .collect();
+    let secrets: Vec<(String, String)> = [
+        "salesforce_client_secret",
+        "hubspot_private_app_token",
+        "patient_key",
+    ]
+    .iter()
+    .map(|name| {
+        let bytes = std::fs::read(state.join(name)).unwrap();
+        (
+            name.to_string(),
+            String::from_utf8_lossy(&bytes).trim().to_string(),
+        )
+    })
+    .collect();
     let mut outputs: Vec<(String, Output)> = Vec::new();
-    let connect = run_binary(&["check-config", "--connect", "--create-task-key"], Some(&world.config));
+    let connect = run_binary(
+        &["check-config", "--connect", "--create-task-key"],
+        Some(&world.config),
+    );
     assert_eq!(connect.status, 0, "{}{}", connect.stdout, connect.stderr);
     outputs.push(("check-config --connect".to_string(), connect));
     let sync = run_binary(&["sync", "--once", "--json"], Some(&world.config));
@@ -320,12 +345,19 @@ fn canaries_in_exports_and_crm_records_reach_no_ledger_log_output_metric_or_task
     for path in files_under(&state) {
         let name = path.display().to_string();
         // The exports themselves hold the canaries: they are the input, kept where ops put them.
-        if name.contains("/inbox/") || name.ends_with("patient_key") || name.contains("_token") || name.contains("_secret") {
+        if name.contains("/inbox/")
+            || name.ends_with("patient_key")
+            || name.contains("_token")
+            || name.contains("_secret")
+        {
             continue;
         }
         searched.push((name, std::fs::read(&path).unwrap()));
     }
-    assert!(searched.iter().any(|(n, _)| n.contains("/backups/")), "no backup was written");
+    assert!(
+        searched.iter().any(|(n, _)| n.contains("/backups/")),
+        "no backup was written"
+    );
     assert!(searched.iter().any(|(n, _)| n.ends_with("ledger.db")));
     for (name, output) in &outputs {
         searched.push((format!("{name} stdout"), output.stdout.clone().into_bytes()));
@@ -334,19 +366,31 @@ fn canaries_in_exports_and_crm_records_reach_no_ledger_log_output_metric_or_task
     searched.push(("daemon logs".to_string(), daemon_logs.into_bytes()));
     searched.push(("/metrics".to_string(), metrics.into_bytes()));
     let tasks = tasks_sent(&world);
-    assert!(tasks.iter().any(|(n, _)| n == "salesforce task"), "no Salesforce task to search");
-    assert!(tasks.iter().any(|(n, _)| n == "hubspot task"), "no HubSpot task to search");
+    assert!(
+        tasks.iter().any(|(n, _)| n == "salesforce task"),
+        "no Salesforce task to search"
+    );
+    assert!(
+        tasks.iter().any(|(n, _)| n == "hubspot task"),
+        "no HubSpot task to search"
+    );
     for (name, task) in &tasks {
         searched.push((name.clone(), task.clone().into_bytes()));
     }
     let mut checks = 0u64;
     for (name, bytes) in &searched {
         for needle in needles() {
-            assert!(!contains(bytes, needle.as_bytes()), "patient canary {needle:?} found in {name}");
+            assert!(
+                !contains(bytes, needle.as_bytes()),
+                "patient canary {needle:?} found in {name}"
+            );
             checks += 1;
         }
         for (secret_name, secret) in &secrets {
-            assert!(!contains(bytes, secret.as_bytes()), "secret {secret_name} found in {name}");
+            assert!(
+                !contains(bytes, secret.as_bytes()),
+                "secret {secret_name} found in {name}"
+            );
             checks += 1;
         }
     }
@@ -365,8 +409,16 @@ fn a_wrong_secret_is_refused_by_the_crm_and_never_echoed() {
     let state = world.config.with_extension("d");
     // One wrong secret at a time, so that each CRM gets to refuse it.
     for (name, system, wrong) in [
-        ("salesforce_client_secret", "salesforce", "WRONG-SF-SECRET-7713-canary"),
-        ("hubspot_private_app_token", "hubspot", "pat-na1-WRONG-HS-TOKEN-9924-canary"),
+        (
+            "salesforce_client_secret",
+            "salesforce",
+            "WRONG-SF-SECRET-7713-canary",
+        ),
+        (
+            "hubspot_private_app_token",
+            "hubspot",
+            "pat-na1-WRONG-HS-TOKEN-9924-canary",
+        ),
     ] {
         let path = state.join(name);
         let right = std::fs::read_to_string(&path).unwrap().trim().to_string();
@@ -382,7 +434,11 @@ fn a_wrong_secret_is_refused_by_the_crm_and_never_echoed() {
         std::fs::write(&path, format!("{right}\n")).unwrap();
         assert_ne!(connect.status, 0, "{name}: {}", connect.stdout);
         assert_ne!(sync.status, 0, "{name}: {}", sync.stderr);
-        assert!(sync.status == 1 || sync.status == 2, "{name}: {}", sync.stderr);
+        assert!(
+            sync.status == 1 || sync.status == 2,
+            "{name}: {}",
+            sync.stderr
+        );
         let everything = format!(
             "{}{}{}{}{}{}",
             connect.stdout,
@@ -396,13 +452,19 @@ fn a_wrong_secret_is_refused_by_the_crm_and_never_echoed() {
         let lower = everything.to_lowercase();
         assert!(lower.contains(system), "{name}: {everything}");
         assert!(
-            lower.contains("401") || lower.contains("refused") || lower.contains("unauthorized") || lower.contains("invalid"),
+            lower.contains("401")
+                || lower.contains("refused")
+                || lower.contains("unauthorized")
+                || lower.contains("invalid"),
             "{name}: {everything}"
         );
         // … and neither the wrong secret nor the right one is in it, whole or in part.
         for secret in [wrong.to_string(), right] {
             let start = &secret[..secret.len().min(12)];
-            assert!(!everything.contains(start), "{name}: a secret was echoed: {start}…\n{everything}");
+            assert!(
+                !everything.contains(start),
+                "{name}: a secret was echoed: {start}…\n{everything}"
+            );
         }
     }
 }

@@ -1,19 +1,13 @@
 //! Property-based mutation tests: seeded mutators (bit flips, byte deletions and insertions,
 //! truncation, doubled or removed delimiters and quotes, swapped fields, JSON values of another
-//! type, removed and renamed keys) applied to valid exports and to CRM response pages.
+//! type, removed and renamed keys) applied to valid exports.
 //!
 //! Exports (generic CSV, FHIR NDJSON, FHIR Bundle) go through the library's importer into a real
 //! SQLite ledger: nothing panics, rows read = stored + quarantined + skipped, every rejection names
 //! its location, and rows the mutation did not touch are stored exactly as in the clean run.
 //!
-//! CRM pages (Salesforce SOQL query pages, HubSpot list pages) are mutated by a loopback proxy in
-//! front of the real sandboxes while the real binary syncs through it: the stream either stores
-//! the page or fails with a message naming the system and stream, and after a clean pull every
-//! record the CRM holds is in the ledger (the cursor never passed a record it did not store).
-//!
-//! Cases per format: `RELIABILITY_CASES` (default 150) for exports, `RELIABILITY_CRM_CASES`
-//! (default 12 per CRM) for CRM pages; `RELIABILITY_SEED` replays one case. A failing case prints
-//! its seed.
+//! Cases per format: `RELIABILITY_CASES` (default 150); `RELIABILITY_SEED` replays one case. A
+//! failing case prints its format, seed and mutation.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -103,7 +97,9 @@ pub fn mutate_bytes(rng: &mut Rng, bytes: &mut Vec<u8>, delimiters: &[u8]) -> St
             bytes.drain(at..end);
         }
         2 => {
-            let pool = [b'"', b',', b'\n', b'\r', b'{', b'}', b'[', b']', b':', 0xFF, 0x00];
+            let pool = [
+                b'"', b',', b'\n', b'\r', b'{', b'}', b'[', b']', b':', 0xFF, 0x00,
+            ];
             let byte = if rng.below(2) == 0 {
                 pool[rng.below(pool.len())]
             } else {
@@ -349,7 +345,10 @@ fn check_accounting(imported: &Imported) {
                     .is_some_and(|n| n.parse::<u64>().is_ok_and(|n| n > 0))
             });
         assert!(named, "a {severity} without a location: {location:?}");
-        assert!(!reason.is_empty(), "{severity} at {location} {field:?} gives no reason");
+        assert!(
+            !reason.is_empty(),
+            "{severity} at {location} {field:?} gives no reason"
+        );
     }
 }
 
@@ -408,13 +407,19 @@ fn mutated_exports_never_panic_account_for_every_row_and_keep_untouched_rows() {
     let clean_csv_import = import(dir.path(), "clean.csv", &csv);
     let clean_ndjson_import = import(dir.path(), "clean.ndjson", &ndjson);
     let clean_bundle_import = import(dir.path(), "clean.json", &bundle);
-    for clean in [&clean_csv_import, &clean_ndjson_import, &clean_bundle_import] {
+    for clean in [
+        &clean_csv_import,
+        &clean_ndjson_import,
+        &clean_bundle_import,
+    ] {
         assert_eq!(clean.referrals.len(), ROWS);
         assert!(clean.quarantine.iter().all(|(s, ..)| s == "warning"));
         check_accounting(clean);
     }
     let csv_rows = line_ends(&csv, 1, |line| line[..5].to_string());
-    let ndjson_rows = line_ends(&ndjson, 0, |line| line[line.find("S-").unwrap()..][..5].to_string());
+    let ndjson_rows = line_ends(&ndjson, 0, |line| {
+        line[line.find("S-").unwrap()..][..5].to_string()
+    });
     // A Bundle entry ends where the next begins; the ids are in order.
     let bundle_text = String::from_utf8(bundle.clone()).unwrap();
     let bundle_rows: Vec<(usize, String)> = (0..ROWS)
@@ -441,7 +446,8 @@ fn mutated_exports_never_panic_account_for_every_row_and_keep_untouched_rows() {
             let mut fields: Vec<&str> = text[start..end - 1].split(',').collect();
             let (a, b) = (rng.below(fields.len()), rng.below(fields.len()));
             fields.swap(a, b);
-            bytes = format!("{}{}{}", &text[..start], fields.join(","), &text[end - 1..]).into_bytes();
+            bytes =
+                format!("{}{}{}", &text[..start], fields.join(","), &text[end - 1..]).into_bytes();
             "swapped fields".to_string()
         } else {
             mutate_bytes(&mut rng, &mut bytes, b",\"\n")
@@ -451,10 +457,23 @@ fn mutated_exports_never_panic_account_for_every_row_and_keep_untouched_rows() {
         check_accounting(&imported);
         let changed_at = common_prefix(&csv, &bytes);
         if changed_at > CSV_HEADER.len() {
-            check_untouched(&clean_csv_import, &imported, &untouched_before(&csv_rows, changed_at, &bytes));
+            check_untouched(
+                &clean_csv_import,
+                &imported,
+                &untouched_before(&csv_rows, changed_at, &bytes),
+            );
         }
         *tried.entry("csv").or_default() += 1;
-        *outcomes.entry(format!("csv {what}: {} quarantined", if imported.quarantine.iter().any(|q| q.0 == "rejected") { "some" } else { "none" })).or_default() += 1;
+        *outcomes
+            .entry(format!(
+                "csv {what}: {} quarantined",
+                if imported.quarantine.iter().any(|q| q.0 == "rejected") {
+                    "some"
+                } else {
+                    "none"
+                }
+            ))
+            .or_default() += 1;
         drop(_guard);
 
         // NDJSON: byte mutations, or a JSON mutation of one line.
@@ -485,9 +504,14 @@ fn mutated_exports_never_panic_account_for_every_row_and_keep_untouched_rows() {
         let untouched: Vec<String> = bytes
             .split(|b| *b == b'\n')
             .filter(|line| !line.is_empty() && clean_lines.contains(line))
-            .map(|line| ndjson_rows.iter().find(|(_, id)| {
-                String::from_utf8_lossy(line).contains(&format!("\"{id}\""))
-            }).unwrap().1.clone())
+            .map(|line| {
+                ndjson_rows
+                    .iter()
+                    .find(|(_, id)| String::from_utf8_lossy(line).contains(&format!("\"{id}\"")))
+                    .unwrap()
+                    .1
+                    .clone()
+            })
             .filter(|id| !changed.iter().any(|line| line.contains(id.as_str())))
             .collect();
         check_untouched(&clean_ndjson_import, &imported, &untouched);
@@ -511,7 +535,11 @@ fn mutated_exports_never_panic_account_for_every_row_and_keep_untouched_rows() {
         let entries_at = bundle_text.find("[{").unwrap();
         // Entries are read in order; those before the first changed byte are stored as before.
         if changed_at > entries_at {
-            check_untouched(&clean_bundle_import, &imported, &untouched_before(&bundle_rows, changed_at, &bytes));
+            check_untouched(
+                &clean_bundle_import,
+                &imported,
+                &untouched_before(&bundle_rows, changed_at, &bytes),
+            );
         }
         *tried.entry("fhir bundle").or_default() += 1;
     }

@@ -1,8 +1,8 @@
 //! Dates as exports write them: ISO (`2026-03-07`, `2026-03-07T14:05:00Z`), US (`03/07/2026`,
 //! `3/7/2026`, with or without a time), or configured chrono formats.
 
-use chrono::{Datelike, Days, NaiveDate, Utc};
 use chrono::format::{Item, StrftimeItems};
+use chrono::{Datelike, Days, NaiveDate, Utc};
 
 /// Checks that a configured format is a valid chrono `strftime` format with a day, month and year.
 pub(crate) fn check_format(format: &str) -> Result<(), String> {

@@ -1509,7 +1509,7 @@ impl RequestScope<'_> {
             FhirDate::Date(date) => match implausible(date) {
                 None => Some(date),
                 Some(why) => {
-                    self.warn(field, &format!("the admit date {why}, not stored"));
+                    self.warn(field, format!("the admit date {why}, not stored"));
                     None
                 }
             },
