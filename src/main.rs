@@ -194,6 +194,10 @@ enum Command {
         /// PEM public key that Salesforce JWT bearer assertions must be signed for.
         #[arg(long, value_name = "FILE")]
         salesforce_jwt_public_key: Option<PathBuf>,
+        /// Lift the CRMs' rate limits and daily quotas (HubSpot's ten-secondly and search limits,
+        /// both daily quotas), so that a benchmark measures refbridge rather than the pacing.
+        #[arg(long)]
+        unthrottled: bool,
     },
 }
 
@@ -411,6 +415,7 @@ fn run(command: Command) -> Result<(), Failure> {
             export_dir,
             write_config,
             salesforce_jwt_public_key,
+            unthrottled,
         } => {
             if !host.is_loopback() {
                 tracing::warn!(%host, "the sandboxes listen beyond loopback; anyone who can reach them can read and write their data");
@@ -426,6 +431,7 @@ fn run(command: Command) -> Result<(), Failure> {
                 export_dir,
                 write_config,
                 salesforce_jwt_public_key,
+                unthrottled,
             };
             runtime()?.block_on(refbridge::sandbox::serve(request))?;
             Ok(())

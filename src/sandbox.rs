@@ -30,7 +30,12 @@ pub struct SandboxRequest {
     pub write_config: Option<PathBuf>,
     /// PEM public key that Salesforce JWT bearer assertions are verified with.
     pub salesforce_jwt_public_key: Option<PathBuf>,
+    /// No rate limits or daily quotas (benchmarks): every call is answered at once.
+    pub unthrottled: bool,
 }
+
+/// A limit no benchmark reaches.
+const UNLIMITED: u64 = u64::MAX / 4;
 
 /// Runs the sandboxes until a termination signal.
 pub async fn serve(request: SandboxRequest) -> anyhow::Result<()> {
@@ -62,7 +67,14 @@ pub async fn serve(request: SandboxRequest) -> anyhow::Result<()> {
             bind: SocketAddr::new(request.host, request.salesforce_port),
             faults: request.faults.clone(),
             jwt_public_key_pem,
-            ..Default::default()
+            ..if request.unthrottled {
+                refbridge_salesforce::sandbox::SandboxOptions {
+                    daily_api_limit: UNLIMITED,
+                    ..Default::default()
+                }
+            } else {
+                Default::default()
+            }
         },
     )
     .await
@@ -77,7 +89,16 @@ pub async fn serve(request: SandboxRequest) -> anyhow::Result<()> {
         refbridge_hubspot::sandbox::SandboxOptions {
             bind: SocketAddr::new(request.host, request.hubspot_port),
             faults: request.faults.clone(),
-            ..Default::default()
+            ..if request.unthrottled {
+                refbridge_hubspot::sandbox::SandboxOptions {
+                    daily_limit: UNLIMITED,
+                    ten_secondly_limit: UNLIMITED,
+                    search_per_second: UNLIMITED,
+                    ..Default::default()
+                }
+            } else {
+                Default::default()
+            }
         },
     )
     .await
@@ -107,6 +128,7 @@ pub async fn serve(request: SandboxRequest) -> anyhow::Result<()> {
         "scale": request.scale.as_str(),
         "as_of": request.as_of.to_string(),
         "faults": request.faults.to_string(),
+        "unthrottled": request.unthrottled,
         "export_dir": request.export_dir.as_ref().map(|d| d.display().to_string()),
         "config": request.write_config.as_ref().map(|c| c.display().to_string()),
         "admin": {

@@ -4,13 +4,15 @@
 //! world into their object stores, and [`exports`] writes the EHR exports that describe the same
 //! referrals (same inquiry ids) — with synthetic patient fields, because an EHR export has them.
 //! Everything is derived from the seed, the scale and the `as_of` date with a fixed PRNG, so the same
-//! inputs give byte-identical data. [`faults`] parses the fault plans both sandboxes inject.
+//! inputs give byte-identical data. [`faults`] parses the fault plans both sandboxes inject;
+//! [`journal`] records the requests they received, when asked.
 //!
 //! This crate does no I/O except [`exports`] writing files; it knows nothing of HTTP or SQLite.
 
 pub mod exports;
 pub mod faults;
 mod generate;
+pub mod journal;
 mod random;
 mod world;
 

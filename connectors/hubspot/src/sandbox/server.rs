@@ -22,6 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use futures_util::StreamExt;
 use refbridge_synthetic::faults::{Fault, FaultInjector, FaultPlan};
+use refbridge_synthetic::journal::RequestJournal;
 use serde_json::{Value, json};
 
 use super::error::{ApiError, correlation_id, json_response};
@@ -40,6 +41,8 @@ pub(crate) struct Shared {
     tokens: Mutex<TokenBook>,
     limits: Mutex<RateLimiter>,
     pub faults: FaultInjector,
+    /// API requests received, while `/__admin/journal` asked for them.
+    journal: RequestJournal,
     /// `http://127.0.0.1:PORT`, for `paging.next.link`.
     pub base_url: String,
     pub token_ttl_seconds: u64,
@@ -59,6 +62,7 @@ impl Shared {
             tokens: Mutex::new(tokens),
             limits: Mutex::new(limits),
             faults: FaultInjector::new(faults),
+            journal: RequestJournal::default(),
             base_url,
             token_ttl_seconds,
         }
@@ -175,6 +179,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     let admin = Router::new()
         .route("/__admin/faults", get(get_faults).post(set_faults))
         .route("/__admin/expire-tokens", post(expire_tokens))
+        .route(
+            "/__admin/journal",
+            get(get_journal).post(start_journal).delete(stop_journal),
+        )
         .route("/__admin/touch/{object_type}", post(touch));
     admin.merge(api).with_state(shared)
 }
@@ -201,6 +209,21 @@ fn classify(method: &Method, path: &str) -> Class {
 }
 
 async fn api_layer(State(shared): AppState, request: Request, next: Next) -> Response {
+    if !request.uri().path().starts_with("/oauth/") {
+        let length = request
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let target = request
+            .uri()
+            .path_and_query()
+            .map_or_else(|| request.uri().path(), |target| target.as_str());
+        shared
+            .journal
+            .record(request.method().as_str(), target, None, length);
+    }
     let plan = shared.faults.plan();
     if plan.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(plan.latency_ms)).await;
@@ -553,6 +576,20 @@ async fn set_faults(State(shared): AppState, body: Bytes) -> Response {
         }
         Err(error) => plain(StatusCode::BAD_REQUEST, format!("{error}\n")),
     }
+}
+
+async fn start_journal(State(shared): AppState) -> Response {
+    shared.journal.start();
+    json_response(StatusCode::OK, &shared.journal.to_json())
+}
+
+async fn get_journal(State(shared): AppState) -> Response {
+    json_response(StatusCode::OK, &shared.journal.to_json())
+}
+
+async fn stop_journal(State(shared): AppState) -> Response {
+    shared.journal.stop();
+    json_response(StatusCode::OK, &shared.journal.to_json())
 }
 
 async fn expire_tokens(State(shared): AppState) -> Response {

@@ -5,7 +5,8 @@
 //! the work happen, then cuts the body — so a client learns that a write may have landed although
 //! it saw an error); authenticate; count the call against the daily limit; dispatch; and stamp
 //! `Sforce-Limit-Info: api-usage=N/MAX` on the answer. `GET /services/data/` and the sandbox-only
-//! `/__admin/*` endpoints skip faults and authentication. Injected 429s are answered with
+//! `/__admin/*` endpoints skip faults and authentication (`faults`, `expire-tokens`, and `journal`:
+//! the API requests received, recorded only while asked — see `refbridge_synthetic::journal`). Injected 429s are answered with
 //! `REQUEST_LIMIT_EXCEEDED` and the message Salesforce gives for its concurrent-request limit
 //! ("ConcurrentPerOrgLongTxn Limit exceeded."); Salesforce documents no 429 for REST, but HTTP
 //! clients meet 429s from proxies in front of it, and a 429 is told apart from the daily-quota 403.
@@ -26,6 +27,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use refbridge_synthetic::World;
 use refbridge_synthetic::faults::{Fault, FaultInjector, FaultPlan};
+use refbridge_synthetic::journal::RequestJournal;
 use serde_json::{Value as Json, json};
 
 use super::SandboxOptions;
@@ -55,6 +57,8 @@ pub struct SandboxState {
     tokens: Mutex<TokenRegistry>,
     oauth: OAuthConfig,
     faults: FaultInjector,
+    /// API requests received, while `/__admin/journal` asked for them.
+    journal: RequestJournal,
     api_usage: AtomicU64,
     error_ids: AtomicU64,
     daily_api_limit: u64,
@@ -116,6 +120,7 @@ impl SandboxState {
             tokens: Mutex::new(TokenRegistry::default()),
             oauth,
             faults: FaultInjector::new(options.faults.clone()),
+            journal: RequestJournal::default(),
             api_usage: AtomicU64::new(0),
             error_ids: AtomicU64::new(0),
             daily_api_limit: options.daily_api_limit,
@@ -296,6 +301,20 @@ pub async fn handle(State(state): State<Arc<SandboxState>>, request: Request) ->
     let path = parts.uri.path().to_string();
     let route = classify(&path);
     let counts_faults = matches!(route, Route::Token | Route::Api { .. } | Route::Unknown);
+    if matches!(route, Route::Api { .. }) {
+        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+        state.journal.record(
+            parts.method.as_str(),
+            parts
+                .uri
+                .path_and_query()
+                .map_or(&path, |target| target.as_str()),
+            header("sforce-query-options"),
+            header("content-length")
+                .and_then(|length| length.parse().ok())
+                .unwrap_or(0),
+        );
+    }
     let mut reset = false;
     if counts_faults {
         let plan = state.faults.plan();
@@ -462,12 +481,22 @@ fn admin(state: &SandboxState, name: &str, method: &Method, body: &Bytes) -> Rep
                 Err(error) => Reply::text(StatusCode::BAD_REQUEST, error.to_string()),
             }
         }
+        ("journal", "POST") => {
+            state.journal.start();
+            Reply::ok(state.journal.to_json())
+        }
+        ("journal", "GET") => Reply::ok(state.journal.to_json()),
+        ("journal", "DELETE") => {
+            state.journal.stop();
+            Reply::ok(state.journal.to_json())
+        }
         ("expire-tokens", "POST") => {
             let expired = lock(&state.tokens).expire_all();
             Reply::ok(json!({"expired": expired}))
         }
         ("faults", _) => ApiError::method_not_allowed(method.as_str(), "GET, POST").into(),
         ("expire-tokens", _) => ApiError::method_not_allowed(method.as_str(), "POST").into(),
+        ("journal", _) => ApiError::method_not_allowed(method.as_str(), "GET, POST, DELETE").into(),
         _ => ApiError::not_found().into(),
     }
 }
