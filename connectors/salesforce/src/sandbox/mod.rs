@@ -8,7 +8,7 @@
 //! datetime format, daily API limit and `Sforce-Limit-Info` header. Faults (`FaultPlan`) are
 //! injected as the real service would answer them. Two sandbox-only admin endpoints exist and need
 //! no authentication: `GET`/`POST /__admin/faults` (read or replace the plan, body e.g.
-//! `429=0.1,503=0.05`) and `POST /__admin/expire-tokens` (every issued access token expires now).
+//! `429=0.1,503=0.05`; `GET` adds a line counting what was injected so far) and `POST /__admin/expire-tokens` (every issued access token expires now).
 //!
 //! Deliberately absent: Bulk API, Composite (graph/batch/tree), SOSL search, Apex REST, Streaming,
 //! sharing and field-level security, SOQL sub-queries/aggregates beyond `COUNT`, date literals
