@@ -136,12 +136,11 @@ impl Ledger {
         };
         ledger.migrate()?;
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        let (alive, _) = liveness::hold(path, &ledger.connection, &now).map_err(|source| {
-            LedgerError::Lock {
+        let (alive, _) =
+            liveness::hold(path, &ledger.connection, &now).map_err(|source| LedgerError::Lock {
                 path: liveness::lock_path(path),
                 source,
-            }
-        })?;
+            })?;
         ledger._alive = alive;
         Ok(ledger)
     }

@@ -20,14 +20,18 @@ use crate::support::{self, CrmTask};
 /// Landed kills of `sync --once` in CI; `RELIABILITY_KILLS` overrides it for longer runs.
 const KILLS_IN_CI: usize = 25;
 /// Landed kills per fresh world, so that kills keep landing in a first full cycle's work.
-const KILLS_PER_WORLD: usize = 5;
+const KILLS_PER_WORLD: usize = 7;
 /// Landed kills of the daemon.
 const DAEMON_KILLS: usize = 4;
 
 /// What the never-killed run ends with.
 struct Expected {
     as_of: String,
+    #[allow(dead_code)]
     clean_run: Duration,
+    /// When each step of the clean run began and ended, from its start: pulls, imports,
+    /// evaluation, pushes.
+    phases: Vec<(&'static str, Duration, Duration)>,
     domain: BTreeMap<&'static str, Vec<String>>,
     salesforce: BTreeMap<String, CrmTask>,
     hubspot: BTreeMap<String, CrmTask>,
@@ -41,14 +45,13 @@ fn expected() -> &'static Expected {
     EXPECTED.get_or_init(|| {
         let as_of = support::today();
         let world = support::prepared_world(&as_of, &[]);
-        let started = Instant::now();
-        let (status, report) = support::sync_once(&world);
-        let clean_run = started.elapsed();
-        assert!(status == 0 && support::finished(&report), "{report}");
+        let (clean_run, phases) = timed_clean_run(&world);
+        support::settle();
         support::sync_until_finished(&world, 1);
         let expected = Expected {
             as_of,
             clean_run,
+            phases,
             domain: support::domain(&world.ledger()),
             salesforce: support::once_per_key("salesforce", support::salesforce_tasks(&world)),
             hubspot: support::once_per_key("hubspot", support::hubspot_tasks(&world)),
@@ -59,8 +62,9 @@ fn expected() -> &'static Expected {
             "the world has tasks to push to both CRMs"
         );
         println!(
-            "reference: clean sync --once {:?}; {} Salesforce and {} HubSpot tasks",
+            "reference: clean sync --once {:?}, steps {:?}; {} Salesforce and {} HubSpot tasks",
             clean_run,
+            expected.phases,
             expected.salesforce.len(),
             expected.hubspot.len()
         );
@@ -68,10 +72,57 @@ fn expected() -> &'static Expected {
     })
 }
 
+/// Runs `sync --once` with JSON logs and reads from them when each step began and ended.
+fn timed_clean_run(world: &World) -> (Duration, Vec<(&'static str, Duration, Duration)>) {
+    let spawned = chrono::Utc::now();
+    let started = Instant::now();
+    let output = Command::new(env!("CARGO_BIN_EXE_refbridge"))
+        .args(["--log-format", "json", "sync", "--once", "--config"])
+        .arg(&world.config)
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    let clean_run = started.elapsed();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let events: Vec<(String, Duration)> = String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .map(|event| {
+            let at: chrono::DateTime<chrono::Utc> =
+                event["timestamp"].as_str().unwrap().parse().unwrap();
+            let offset = (at - spawned).to_std().unwrap_or_default();
+            (
+                event["message"].as_str().unwrap_or_default().to_string(),
+                offset,
+            )
+        })
+        .collect();
+    let first = |message: &str| events.iter().find(|e| e.0 == message).unwrap().1;
+    let last = |message: &str| events.iter().rev().find(|e| e.0 == message).unwrap().1;
+    let phases = vec![
+        ("pull", Duration::ZERO, first("import started")),
+        ("import", first("import started"), last("import finished")),
+        (
+            "evaluation",
+            last("import finished"),
+            first("outbox planned"),
+        ),
+        ("push", first("outbox planned"), last("outbox pushed")),
+    ];
+    (clean_run, phases)
+}
+
 fn record_counts(world: &World) -> BTreeMap<(String, String), i64> {
     let connection = rusqlite::Connection::open(world.ledger()).unwrap();
     let mut statement = connection
-        .prepare("SELECT system, stream, count(*) FROM crm_record WHERE stream <> 'tasks' GROUP BY 1, 2")
+        .prepare(
+            "SELECT system, stream, count(*) FROM crm_record WHERE stream <> 'tasks' GROUP BY 1, 2",
+        )
         .unwrap();
     statement
         .query_map([], |row| Ok(((row.get(0)?, row.get(1)?), row.get(2)?)))
@@ -106,6 +157,61 @@ fn spawn(args: &[&str], world: &World) -> Child {
         .unwrap()
 }
 
+/// `sync --once` with its JSON log on a pipe, read line by line into a channel.
+fn spawn_logging(world: &World) -> (Child, std::sync::mpsc::Receiver<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_refbridge"))
+        .args(["--log-format", "json", "sync", "--once", "--config"])
+        .arg(&world.config)
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (send, receive) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let message = serde_json::from_str::<serde_json::Value>(&line)
+                .ok()
+                .and_then(|event| event["message"].as_str().map(str::to_string))
+                .unwrap_or_default();
+            // Read to the end even when nobody listens, so the run never writes into a closed pipe.
+            let _ = send.send(message);
+        }
+    });
+    (child, receive)
+}
+
+/// Waits until the run's log shows `phase` has begun (for pulls: after `skip` streams were
+/// pulled); false when the run ended first.
+fn wait_for_step(
+    (child, log): (Child, std::sync::mpsc::Receiver<String>),
+    phase: &str,
+    skip: usize,
+) -> (Child, bool) {
+    let mut pulled = 0;
+    for message in log.iter() {
+        let begun = match phase {
+            "pull" => {
+                pulled += usize::from(message == "stream pulled");
+                pulled > skip || message == "import started"
+            }
+            "import" => message == "import started",
+            "evaluation" => message == "identity resolved",
+            _ => message == "outbox planned",
+        };
+        if begun {
+            return (child, true);
+        }
+    }
+    (child, false)
+}
+
 /// SIGKILLs `child` if it is still running; true when the kill landed.
 fn kill(mut child: Child) -> bool {
     match child.try_wait().unwrap() {
@@ -115,7 +221,10 @@ fn kill(mut child: Child) -> bool {
             true
         }
         Some(status) => {
-            assert!(status.success(), "a run that was not killed failed: {status}");
+            assert!(
+                status.success(),
+                "a run that was not killed failed: {status}"
+            );
             false
         }
     }
@@ -136,6 +245,23 @@ fn phase_of_kill(world: &World) -> &'static str {
         "pull"
     } else {
         "evaluation or between steps"
+    }
+}
+
+/// After the kills: one clean run finishes the work, and a second one past the settle lag (like
+/// the reference's) reads every pushed task back and finds nothing else left behind its cursors.
+fn finish(world: &World) {
+    let (runs, _) = support::sync_until_finished(world, 3);
+    assert_eq!(runs, 1, "one clean run after the kills finishes the work");
+    support::settle();
+    let (_, report) = support::sync_until_finished(world, 1);
+    for stream in report["pulled"]["streams"].as_array().unwrap() {
+        if stream["stream"] != "tasks" {
+            assert_eq!(
+                stream["read"], 0,
+                "a record left behind its cursor: {stream}"
+            );
+        }
     }
 }
 
@@ -205,8 +331,14 @@ fn assert_like_never_killed(world: &World, expected: &Expected, what: &str) {
     }
     assert_eq!(
         (
-            support::count(&ledger, "SELECT count(*) FROM referral WHERE direction = 'in'"),
-            support::count(&ledger, "SELECT count(*) FROM referral WHERE direction = 'out'")
+            support::count(
+                &ledger,
+                "SELECT count(*) FROM referral WHERE direction = 'in'"
+            ),
+            support::count(
+                &ledger,
+                "SELECT count(*) FROM referral WHERE direction = 'out'"
+            )
         ),
         (inbound, outbound),
         "{what}: every export row is a referral in the ledger"
@@ -233,7 +365,10 @@ fn assert_like_never_killed(world: &World, expected: &Expected, what: &str) {
     );
     assert_eq!(behind, 0, "{what}: a record beyond its stream's cursor");
     assert_eq!(
-        support::count(&ledger, "SELECT count(DISTINCT system || stream) FROM sync_cursor"),
+        support::count(
+            &ledger,
+            "SELECT count(DISTINCT system || stream) FROM sync_cursor"
+        ),
         12,
         "{what}: every stream has its cursor"
     );
@@ -255,11 +390,25 @@ fn sync_killed_at_random_points_ends_like_a_run_never_killed() {
         let world = support::prepared_world(&expected.as_of, &[]);
         worlds += 1;
         let mut landed_here = 0;
-        // Kills spread over the length of a clean run, each into the next attempt; a world
-        // whose first cycle is done gives little to kill, so a fresh one takes over.
+        // Kills aimed in turn at each step of a cycle: the run's own log says when a step has
+        // begun (pulls take most of a run, a push a few milliseconds, so a timer alone would
+        // nearly always land in a pull), then a random part of that step's length in the clean
+        // run passes. Each kill goes into the next attempt; a world whose first cycle is done
+        // gives little to kill, so a fresh one takes over.
         while landed_here < KILLS_PER_WORLD && landed < wanted && tries < wanted * 4 {
-            let child = spawn(&["sync", "--once"], &world);
-            std::thread::sleep(expected.clean_run.mul_f64(random.unit()));
+            let (phase, from, to) = expected.phases[tries % expected.phases.len()];
+            let window = match phase {
+                "pull" => Duration::from_millis(60), // within the stream being pulled
+                "import" => Duration::from_millis(20), // within the file being imported
+                _ => to.saturating_sub(from),
+            };
+            let delay = window.mul_f64(random.unit());
+            let skip = random.below(10) as usize;
+            let child = spawn_logging(&world);
+            let (child, started) = wait_for_step(child, phase, skip);
+            if started {
+                std::thread::sleep(delay);
+            }
             tries += 1;
             if kill(child) {
                 landed += 1;
@@ -267,10 +416,12 @@ fn sync_killed_at_random_points_ends_like_a_run_never_killed() {
                 *phases.entry(phase_of_kill(&world)).or_default() += 1;
             }
         }
-        let (runs, _) = support::sync_until_finished(&world, 3);
-        assert_eq!(runs, 1, "one clean run after the kills finishes the work");
+        finish(&world);
         assert_like_never_killed(&world, expected, &format!("world {worlds}"));
-        assert!(tries < wanted * 4, "kills stopped landing: {landed} of {tries}");
+        assert!(
+            tries < wanted * 4,
+            "kills stopped landing: {landed} of {tries}"
+        );
     }
     println!(
         "sync --once: kills survived {landed} (of {tries} tries, {worlds} worlds); landed in {phases:?}"
@@ -298,8 +449,7 @@ fn the_daemon_killed_part_way_ends_like_a_run_never_killed() {
         landed += 1;
         *phases.entry(phase_of_kill(&world)).or_default() += 1;
     }
-    let (runs, _) = support::sync_until_finished(&world, 3);
-    assert_eq!(runs, 1, "one clean run after the kills finishes the work");
+    finish(&world);
     assert_like_never_killed(&world, expected, "daemon world");
     println!("refbridge run: kills survived {landed}; landed in {phases:?}");
 }

@@ -26,6 +26,7 @@ fn with_faults_injected_the_ledger_and_the_tasks_end_identical_to_a_fault_free_r
     let (clean_runs, _) = support::sync_until_finished(&clean, RUNS_ALLOWED);
     let (faulty_runs, report) = support::sync_until_finished(&faulty, RUNS_ALLOWED);
     // Both once more past the settle lag: every pushed task is read back in both.
+    support::settle();
     support::sync_until_finished(&clean, 1);
     support::sync_until_finished(&faulty, RUNS_ALLOWED);
     assert!(report["api_calls"].as_u64().unwrap() > 0);

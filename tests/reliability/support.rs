@@ -74,11 +74,8 @@ pub fn use_hubspot_oauth(world: &World) {
     let write = |name: &str, key: &str| {
         let path = state.join(name);
         std::fs::write(&path, hubspot[key].as_str().unwrap()).unwrap();
-        std::fs::set_permissions(
-            &path,
-            std::os::unix::fs::PermissionsExt::from_mode(0o600),
-        )
-        .unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
         path.display().to_string()
     };
     let secret = write("hubspot_client_secret", "client_secret");
@@ -124,13 +121,6 @@ pub fn admin_faults(world: &World, system: &str, plan: Option<&str>) -> String {
         })
 }
 
-/// `refbridge sync --once --json`, whatever its exit status, as JSON.
-pub fn sync_once(world: &World) -> (i32, Value) {
-    let output = common::run_binary(&["sync", "--once", "--json"], Some(&world.config));
-    let report = serde_json::from_str(&output.stdout).unwrap_or(Value::Null);
-    (output.status, report)
-}
-
 /// True when a cycle report shows every stream pulled, every file read and nothing left to push.
 pub fn finished(report: &Value) -> bool {
     let streams_ok = report["pulled"]["streams"]
@@ -144,11 +134,15 @@ pub fn finished(report: &Value) -> bool {
     streams_ok && pushed && report["refused"].is_null()
 }
 
-/// Waits past the sandbox config's settle lag, then runs `sync --once` until a run finishes
-/// everything (at most `limit` runs); returns the runs it took and the last report. The last
-/// run thus also reads back every task pushed before it.
-pub fn sync_until_finished(world: &World, limit: usize) -> (usize, Value) {
+/// Waits past the sandbox config's settle lag (2 s), so that the next pull reads every task
+/// pushed before it.
+pub fn settle() {
     std::thread::sleep(Duration::from_millis(2_500));
+}
+
+/// Runs `sync --once` until a run finishes everything (at most `limit` runs); returns the runs
+/// it took and the last report.
+pub fn sync_until_finished(world: &World, limit: usize) -> (usize, Value) {
     let mut last = String::new();
     for run in 1..=limit {
         let output = common::run_binary(&["sync", "--once", "--json"], Some(&world.config));
@@ -156,7 +150,10 @@ pub fn sync_until_finished(world: &World, limit: usize) -> (usize, Value) {
         if output.status == 0 && finished(&report) {
             return (run, report);
         }
-        last = format!("exit {}: {}\n{}", output.status, output.stdout, output.stderr);
+        last = format!(
+            "exit {}: {}\n{}",
+            output.status, output.stdout, output.stderr
+        );
     }
     panic!("sync --once did not finish within {limit} runs; the last:\n{last}");
 }
@@ -242,7 +239,10 @@ pub fn hubspot_tasks(world: &World) -> Vec<(String, CrmTask)> {
                 Some(json!({"inputs": inputs})),
             );
             for result in answer["results"].as_array().into_iter().flatten() {
-                let from = result["from"]["id"].as_str().unwrap_or_default().to_string();
+                let from = result["from"]["id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
                 for to in result["to"].as_array().into_iter().flatten() {
                     let id = to["toObjectId"]
                         .as_str()
@@ -287,7 +287,10 @@ pub fn hubspot_tasks(world: &World) -> Vec<(String, CrmTask)> {
 pub fn once_per_key(system: &str, tasks: Vec<(String, CrmTask)>) -> BTreeMap<String, CrmTask> {
     let mut by_key = BTreeMap::new();
     for (key, task) in tasks {
-        assert!(!key.is_empty(), "{system}: a refbridge task without its key");
+        assert!(
+            !key.is_empty(),
+            "{system}: a refbridge task without its key"
+        );
         if let Some(first) = by_key.insert(key.clone(), task) {
             panic!("{system}: a second task for key {key} (first: {first:?})");
         }
@@ -340,7 +343,8 @@ pub fn domain(ledger: &Path) -> BTreeMap<&'static str, Vec<String>> {
                             rusqlite::types::ValueRef::Null => None,
                             rusqlite::types::ValueRef::Integer(n) => Some(n.to_string()),
                             rusqlite::types::ValueRef::Real(x) => Some(format!("{x:.6}")),
-                            rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => {
+                            rusqlite::types::ValueRef::Text(t)
+                            | rusqlite::types::ValueRef::Blob(t) => {
                                 Some(String::from_utf8_lossy(t).into_owned())
                             }
                         })
@@ -357,7 +361,8 @@ pub fn domain(ledger: &Path) -> BTreeMap<&'static str, Vec<String>> {
         live.insert(row[0].clone().unwrap(), row[1].clone().unwrap());
     }
     let mut records: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for row in lines("SELECT partner_id, system || ':' || external_key FROM partner_source_record") {
+    for row in lines("SELECT partner_id, system || ':' || external_key FROM partner_source_record")
+    {
         let partner = live[row[0].as_ref().unwrap()].clone();
         records
             .entry(partner)

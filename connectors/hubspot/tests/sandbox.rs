@@ -1155,7 +1155,12 @@ async fn injected_faults_look_like_hubspots_and_a_reset_cuts_the_body() {
     assert_eq!(format!("{plan_line}\n"), plan);
     let injected: refbridge_synthetic::faults::FaultCounts = injected.parse().unwrap();
     assert_eq!(
-        (injected.server_error, injected.unavailable, injected.rate_limited, injected.reset),
+        (
+            injected.server_error,
+            injected.unavailable,
+            injected.rate_limited,
+            injected.reset
+        ),
         (1, 1, 1, 1),
         "each fault drawn above is counted once"
     );

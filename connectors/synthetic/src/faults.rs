@@ -192,7 +192,9 @@ impl FromStr for FaultCounts {
             .ok_or_else(|| error(text, "missing `injected `"))?;
         let mut counts = FaultCounts::default();
         for item in list.split(',') {
-            let (key, value) = item.split_once('=').ok_or_else(|| error(item, "missing `=`"))?;
+            let (key, value) = item
+                .split_once('=')
+                .ok_or_else(|| error(item, "missing `=`"))?;
             let value: u64 = value
                 .parse()
                 .map_err(|_| error(item, "not a whole number"))?;
@@ -327,7 +329,10 @@ mod tests {
         let counted = injector.counts();
         assert_eq!(counted.rate_limited, count(Fault::RateLimited) as u64);
         assert_eq!(counted.unavailable, count(Fault::Unavailable) as u64);
-        assert_eq!(counted.failures(), (count(Fault::RateLimited) + count(Fault::Unavailable)) as u64);
+        assert_eq!(
+            counted.failures(),
+            (count(Fault::RateLimited) + count(Fault::Unavailable)) as u64
+        );
         assert_eq!(counted.to_string().parse::<FaultCounts>().unwrap(), counted);
         assert!((800..1200).contains(&count(Fault::Unavailable)));
         assert_eq!(count(Fault::ServerError), 0);
