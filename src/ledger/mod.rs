@@ -8,8 +8,11 @@
 //! - `migrations`: the versioned schema.
 //! - [`store`]: the statements an import uses (partners, referrals, runs, quarantine, audit).
 //! - [`crm`]: the statements CRM sync uses (records, cursors, sync runs, outbox).
+//! - [`liveness`]: the lock every open ledger holds, and runs of dead processes marked
+//!   `interrupted`.
 
 pub mod crm;
+pub mod liveness;
 mod migrations;
 pub mod store;
 
@@ -59,6 +62,12 @@ pub enum LedgerError {
         #[source]
         source: rusqlite::Error,
     },
+    #[error("cannot lock {path} (the ledger's lock file)")]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("ledger {path}")]
     Sql {
         path: PathBuf,
@@ -74,6 +83,8 @@ const AUTOCHECKPOINT_PAGES: i64 = 4096;
 pub struct Ledger {
     connection: Connection,
     path: PathBuf,
+    /// The shared lock that tells other handles this one is alive (see [`liveness`]).
+    _alive: Option<std::fs::File>,
 }
 
 impl Ledger {
@@ -126,8 +137,16 @@ impl Ledger {
         let mut ledger = Ledger {
             connection,
             path: path.to_path_buf(),
+            _alive: None,
         };
         ledger.migrate()?;
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let (alive, _) =
+            liveness::hold(path, &ledger.connection, &now).map_err(|source| LedgerError::Lock {
+                path: liveness::lock_path(path),
+                source,
+            })?;
+        ledger._alive = alive;
         Ok(ledger)
     }
 

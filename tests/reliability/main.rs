@@ -1,6 +1,10 @@
-//! The reliability suite (issue 8): refbridge under hostile conditions, through the real binary,
-//! real loopback HTTP sandboxes and real SQLite files.
+//! The reliability suite (issue 8), one test target: `cargo test --test reliability`. Everything
+//! goes through the real binary, real loopback HTTP sandboxes and real SQLite files.
 //!
+//! - `crash`: `sync --once` and the daemon killed with SIGKILL at random points, then run to the
+//!   end: no duplicate CRM task, nothing lost, cursors at the end, an intact ledger.
+//! - `faults`: 429s, 5xx, connection resets, latency and token expiry injected by the sandboxes;
+//!   the ledger and the pushed tasks end identical to a fault-free run.
 //! - `bad_input`: a generated corpus of broken exports (CSV, FHIR Bundle, NDJSON) and broken
 //!   configs; exit statuses, no panic, every problem named with its location, good rows kept.
 //! - `properties`: seeded mutations of valid CSV, FHIR Bundle and NDJSON exports; nothing panics,
@@ -9,11 +13,16 @@
 //!   every byte refbridge writes, prints, serves or sends.
 //! - `security`: file modes of the ledger and backups, https for non-loopback CRM URLs, the
 //!   systemd unit's exposure budget.
+//!
+//! `support` holds the crash and fault tests' prepared worlds, CRM task read-back and ledger dump.
 
 #[path = "../common/mod.rs"]
 mod common;
 
 mod bad_input;
+mod crash;
+mod faults;
 mod privacy;
 mod properties;
 mod security;
+mod support;

@@ -1151,7 +1151,19 @@ async fn injected_faults_look_like_hubspots_and_a_reset_cuts_the_body() {
         .text()
         .await
         .unwrap();
-    assert_eq!(faults, plan);
+    let (plan_line, injected) = faults.split_once('\n').unwrap();
+    assert_eq!(format!("{plan_line}\n"), plan);
+    let injected: refbridge_synthetic::faults::FaultCounts = injected.parse().unwrap();
+    assert_eq!(
+        (
+            injected.server_error,
+            injected.unavailable,
+            injected.rate_limited,
+            injected.reset
+        ),
+        (1, 1, 1, 1),
+        "each fault drawn above is counted once"
+    );
     assert_eq!(api.get("/crm/v3/objects/companies").await.status, 200);
 
     let with_faults = Api::start(

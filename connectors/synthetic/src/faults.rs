@@ -2,11 +2,14 @@
 //!
 //! Spelled on the command line (`--faults`) and at the sandboxes' admin endpoint as a comma list:
 //! `429=0.05,500=0.02,503=0.02,reset=0.01,latency_ms=20,token_ttl_seconds=30,retry_after_seconds=1,seed=7`.
-//! Each sandbox renders a drawn fault exactly as its real service would.
+//! Each sandbox renders a drawn fault exactly as its real service would, and counts what it
+//! injected ([`FaultCounts`]: drawn faults and requests refused for an expired token), which
+//! `GET /__admin/faults` reports under the plan.
 
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::Random;
 
@@ -137,10 +140,84 @@ impl fmt::Display for FaultPlan {
     }
 }
 
-/// A plan and its draws, shared by a sandbox's request handlers.
+/// What a sandbox injected since it started (a new plan does not reset the counts).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FaultCounts {
+    pub rate_limited: u64,
+    pub server_error: u64,
+    pub unavailable: u64,
+    pub reset: u64,
+    /// Requests refused because their access token had expired (`token_ttl_seconds`, or
+    /// `/__admin/expire-tokens`).
+    pub expired_token: u64,
+    /// Responses delayed by `latency_ms`.
+    pub delayed: u64,
+}
+
+impl FaultCounts {
+    /// Every failed response: drawn faults and expired-token refusals (delays are not failures).
+    pub fn failures(&self) -> u64 {
+        self.rate_limited + self.server_error + self.unavailable + self.reset + self.expired_token
+    }
+}
+
+impl fmt::Display for FaultCounts {
+    /// `injected 429=3,500=1,503=2,reset=1,expired_token=4,delayed=120`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "injected 429={},500={},503={},reset={},expired_token={},delayed={}",
+            self.rate_limited,
+            self.server_error,
+            self.unavailable,
+            self.reset,
+            self.expired_token,
+            self.delayed
+        )
+    }
+}
+
+impl FromStr for FaultCounts {
+    type Err = FaultPlanError;
+
+    /// Reads the line [`FaultCounts`]'s `Display` writes.
+    fn from_str(text: &str) -> Result<FaultCounts, FaultPlanError> {
+        let error = |item: &str, reason: &str| FaultPlanError {
+            item: item.to_string(),
+            reason: reason.to_string(),
+        };
+        let list = text
+            .trim()
+            .strip_prefix("injected ")
+            .ok_or_else(|| error(text, "missing `injected `"))?;
+        let mut counts = FaultCounts::default();
+        for item in list.split(',') {
+            let (key, value) = item
+                .split_once('=')
+                .ok_or_else(|| error(item, "missing `=`"))?;
+            let value: u64 = value
+                .parse()
+                .map_err(|_| error(item, "not a whole number"))?;
+            match key {
+                "429" => counts.rate_limited = value,
+                "500" => counts.server_error = value,
+                "503" => counts.unavailable = value,
+                "reset" => counts.reset = value,
+                "expired_token" => counts.expired_token = value,
+                "delayed" => counts.delayed = value,
+                _ => return Err(error(item, "unknown key")),
+            }
+        }
+        Ok(counts)
+    }
+}
+
+/// A plan and its draws, shared by a sandbox's request handlers, and what was injected.
 #[derive(Debug)]
 pub struct FaultInjector {
     state: Mutex<(FaultPlan, Random)>,
+    /// 429, 500, 503, reset, expired token, delayed.
+    counts: [AtomicU64; 6],
 }
 
 impl FaultInjector {
@@ -148,7 +225,31 @@ impl FaultInjector {
         let random = Random::new(plan.seed);
         FaultInjector {
             state: Mutex::new((plan, random)),
+            counts: Default::default(),
         }
+    }
+
+    /// What was injected so far.
+    pub fn counts(&self) -> FaultCounts {
+        let read = |index: usize| self.counts[index].load(Ordering::Relaxed);
+        FaultCounts {
+            rate_limited: read(0),
+            server_error: read(1),
+            unavailable: read(2),
+            reset: read(3),
+            expired_token: read(4),
+            delayed: read(5),
+        }
+    }
+
+    /// Counts a request refused because its access token had expired.
+    pub fn count_expired_token(&self) {
+        self.counts[4].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a response delayed by the plan's latency.
+    pub fn count_delayed(&self) {
+        self.counts[5].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Replaces the plan (the admin endpoint); draws restart from the new plan's seed.
@@ -168,8 +269,21 @@ impl FaultInjector {
             .clone()
     }
 
-    /// Draws the fault (if any) for the next response.
+    /// Draws the fault (if any) for the next response, and counts it.
     pub fn draw(&self) -> Option<Fault> {
+        let fault = self.draw_uncounted();
+        let index = match fault {
+            Some(Fault::RateLimited) => 0,
+            Some(Fault::ServerError) => 1,
+            Some(Fault::Unavailable) => 2,
+            Some(Fault::Reset) => 3,
+            None => return None,
+        };
+        self.counts[index].fetch_add(1, Ordering::Relaxed);
+        fault
+    }
+
+    fn draw_uncounted(&self) -> Option<Fault> {
         let mut state = self
             .state
             .lock()
@@ -212,6 +326,14 @@ mod tests {
         let draws: Vec<Option<Fault>> = (0..4000).map(|_| injector.draw()).collect();
         let count = |fault| draws.iter().filter(|d| **d == Some(fault)).count();
         assert!((800..1200).contains(&count(Fault::RateLimited)));
+        let counted = injector.counts();
+        assert_eq!(counted.rate_limited, count(Fault::RateLimited) as u64);
+        assert_eq!(counted.unavailable, count(Fault::Unavailable) as u64);
+        assert_eq!(
+            counted.failures(),
+            (count(Fault::RateLimited) + count(Fault::Unavailable)) as u64
+        );
+        assert_eq!(counted.to_string().parse::<FaultCounts>().unwrap(), counted);
         assert!((800..1200).contains(&count(Fault::Unavailable)));
         assert_eq!(count(Fault::ServerError), 0);
         assert!("429=2".parse::<FaultPlan>().is_err());

@@ -13,10 +13,12 @@
 //! Python client `hubspot-api-client` works against it unchanged.
 //!
 //! Sandbox-only admin endpoints, without authentication and never on a real portal:
-//! `GET|POST /__admin/faults` (the plan text, e.g. `429=0.1,503=0.05`), `POST /__admin/expire-tokens`,
-//! `POST /__admin/touch/{type}?count=N&at=<ms>` (give N records one modification time, as a
-//! bulk import does, so that more than 10,000 records can share one `hs_lastmodifieddate`), and
-//! `POST`/`GET`/`DELETE /__admin/journal` (start, read, stop a journal of the API requests).
+//! `GET|POST /__admin/faults` (the plan text, e.g. `429=0.1,503=0.05`; `GET` adds a line with what
+//! was injected so far, e.g. `injected 429=3,500=1,503=0,reset=2,expired_token=1,delayed=0`),
+//! `POST /__admin/expire-tokens`, `POST /__admin/touch/{type}?count=N&at=<ms>` (give N records one
+//! modification time, as a bulk import does, so that more than 10,000 records can share one
+//! `hs_lastmodifieddate`), and `POST`/`GET`/`DELETE /__admin/journal` (start, read, stop a journal
+//! of the API requests).
 //!
 //! Deliberately absent: patient data of any kind (the world's patients stay in its EHR exports),
 //! webhooks, property history, merges, GDPR deletes, custom objects, lists, and any persistence —

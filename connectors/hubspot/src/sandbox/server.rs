@@ -226,6 +226,7 @@ async fn api_layer(State(shared): AppState, request: Request, next: Next) -> Res
     }
     let plan = shared.faults.plan();
     if plan.latency_ms > 0 {
+        shared.faults.count_delayed();
         tokio::time::sleep(Duration::from_millis(plan.latency_ms)).await;
     }
     let fault = shared.faults.draw();
@@ -260,6 +261,9 @@ async fn api_layer(State(shared): AppState, request: Request, next: Next) -> Res
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
         if let Err(failure) = shared.tokens().check(authorization, now) {
+            if matches!(failure, oauth::AuthFailure::Expired { .. }) {
+                shared.faults.count_expired_token();
+            }
             return failure.into_api_error().into_response();
         }
         let admitted = if class == Class::Search {
@@ -563,7 +567,10 @@ fn plain(status: StatusCode, text: String) -> Response {
 }
 
 async fn get_faults(State(shared): AppState) -> Response {
-    plain(StatusCode::OK, format!("{}\n", shared.faults.plan()))
+    plain(
+        StatusCode::OK,
+        format!("{}\n{}\n", shared.faults.plan(), shared.faults.counts()),
+    )
 }
 
 async fn set_faults(State(shared): AppState, body: Bytes) -> Response {

@@ -8,8 +8,9 @@
 //! datetime format, daily API limit and `Sforce-Limit-Info` header. Faults (`FaultPlan`) are
 //! injected as the real service would answer them. Sandbox-only admin endpoints need no
 //! authentication: `GET`/`POST /__admin/faults` (read or replace the plan, body e.g.
-//! `429=0.1,503=0.05`), `POST /__admin/expire-tokens` (every issued access token expires now) and
-//! `POST`/`GET`/`DELETE /__admin/journal` (start, read, stop a journal of the API requests).
+//! `429=0.1,503=0.05`; `GET` adds a line counting what was injected so far), `POST
+//! /__admin/expire-tokens` (every issued access token expires now) and `POST`/`GET`/`DELETE
+//! /__admin/journal` (start, read, stop a journal of the API requests).
 //!
 //! Deliberately absent: Bulk API, Composite (graph/batch/tree), SOSL search, Apex REST, Streaming,
 //! sharing and field-level security, SOQL sub-queries/aggregates beyond `COUNT`, date literals

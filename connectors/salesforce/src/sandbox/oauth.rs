@@ -166,6 +166,13 @@ impl TokenRegistry {
             .map(|access| access.user_id.as_str())
     }
 
+    /// True for a token this sandbox issued whose lifetime is over.
+    pub fn is_expired(&self, token: &str) -> bool {
+        self.access
+            .get(token)
+            .is_some_and(|access| access.expires_at <= Instant::now())
+    }
+
     /// Every access token issued so far stops working now (refresh tokens keep working).
     pub fn expire_all(&mut self) -> usize {
         let now = Instant::now();

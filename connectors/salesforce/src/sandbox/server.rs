@@ -5,8 +5,9 @@
 //! the work happen, then cuts the body — so a client learns that a write may have landed although
 //! it saw an error); authenticate; count the call against the daily limit; dispatch; and stamp
 //! `Sforce-Limit-Info: api-usage=N/MAX` on the answer. `GET /services/data/` and the sandbox-only
-//! `/__admin/*` endpoints skip faults and authentication (`faults`, `expire-tokens`, and `journal`:
-//! the API requests received, recorded only while asked — see `refbridge_synthetic::journal`). Injected 429s are answered with
+//! `/__admin/*` endpoints skip faults and authentication (`faults` — `GET` prints the plan and, on
+//! a second line, what was injected so far —, `expire-tokens`, and `journal`: the API requests
+//! received, recorded only while asked — see `refbridge_synthetic::journal`). Injected 429s are answered with
 //! `REQUEST_LIMIT_EXCEEDED` and the message Salesforce gives for its concurrent-request limit
 //! ("ConcurrentPerOrgLongTxn Limit exceeded."); Salesforce documents no 429 for REST, but HTTP
 //! clients meet 429s from proxies in front of it, and a 429 is told apart from the daily-quota 403.
@@ -319,6 +320,7 @@ pub async fn handle(State(state): State<Arc<SandboxState>>, request: Request) ->
     if counts_faults {
         let plan = state.faults.plan();
         if plan.latency_ms > 0 {
+            state.faults.count_delayed();
             tokio::time::sleep(Duration::from_millis(plan.latency_ms)).await;
         }
         match state.faults.draw() {
@@ -469,7 +471,10 @@ fn versions(method: &Method) -> Reply {
 /// The sandbox-only admin endpoints (no authentication, no faults).
 fn admin(state: &SandboxState, name: &str, method: &Method, body: &Bytes) -> Reply {
     match (name, method.as_str()) {
-        ("faults", "GET") => Reply::text(StatusCode::OK, state.faults.plan().to_string()),
+        ("faults", "GET") => Reply::text(
+            StatusCode::OK,
+            format!("{}\n{}", state.faults.plan(), state.faults.counts()),
+        ),
         ("faults", "POST" | "PUT") => {
             let text = String::from_utf8_lossy(body);
             match text.trim().parse::<FaultPlan>() {
@@ -539,10 +544,16 @@ fn authenticate(state: &SandboxState, headers: &HeaderMap) -> Result<String, Api
         .or_else(|| value.strip_prefix("OAuth "))
         .map(str::trim)
         .ok_or_else(ApiError::invalid_session)?;
-    lock(&state.tokens)
-        .user_of(token)
-        .map(str::to_string)
-        .ok_or_else(ApiError::invalid_session)
+    let tokens = lock(&state.tokens);
+    match tokens.user_of(token) {
+        Some(user) => Ok(user.to_string()),
+        None => {
+            if tokens.is_expired(token) {
+                state.faults.count_expired_token();
+            }
+            Err(ApiError::invalid_session())
+        }
+    }
 }
 
 /// Counts one API call, refusing it when the daily allowance is spent.
