@@ -459,10 +459,10 @@ fn broken_exports_are_quarantined_with_their_location_beside_the_good_rows() {
     for case in &cases {
         check(case);
     }
-    eprintln!(
+    crate::figure(&format!(
         "bad input: {} broken exports tried through `import`",
         cases.len()
-    );
+    ));
 }
 
 #[test]
@@ -509,10 +509,10 @@ fn an_inbox_of_broken_exports_leaves_a_cycle_running_and_keeps_the_good_rows() {
             case.name
         );
     }
-    eprintln!(
+    crate::figure(&format!(
         "bad input: {} broken exports tried through a `sync --once` inbox",
         cases.len()
-    );
+    ));
 }
 
 /// One broken config and what `check-config` must say about it.
@@ -639,5 +639,5 @@ fn broken_configs_are_refused_with_file_line_and_column() {
         assert_no_crash(case.name, &sync);
         assert_eq!(sync.status, 2, "{}: sync: {}", case.name, sync.stderr);
     }
-    eprintln!("bad input: {} broken configs tried", cases.len());
+    crate::figure(&format!("bad input: {} broken configs tried", cases.len()));
 }

@@ -423,9 +423,9 @@ fn sync_killed_at_random_points_ends_like_a_run_never_killed() {
             "kills stopped landing: {landed} of {tries}"
         );
     }
-    println!(
+    crate::figure(&format!(
         "sync --once: kills survived {landed} (of {tries} tries, {worlds} worlds); landed in {phases:?}"
-    );
+    ));
 }
 
 #[test]
@@ -451,5 +451,7 @@ fn the_daemon_killed_part_way_ends_like_a_run_never_killed() {
     }
     finish(&world);
     assert_like_never_killed(&world, expected, "daemon world");
-    println!("refbridge run: kills survived {landed}; landed in {phases:?}");
+    crate::figure(&format!(
+        "refbridge run: kills survived {landed}; landed in {phases:?}"
+    ));
 }

@@ -45,10 +45,10 @@ fn with_faults_injected_the_ledger_and_the_tasks_end_identical_to_a_fault_free_r
         // The checks below read the CRMs without faults.
         support::admin_faults(&faulty, system, Some(""));
     }
-    println!(
+    crate::figure(&format!(
         "faults injected: {} failed responses ({injected}); fault-free world {clean_runs} run(s), faulty world {faulty_runs} run(s) to finish",
         injected.failures()
-    );
+    ));
     assert!(
         injected.rate_limited > 0
             && injected.server_error + injected.unavailable > 0

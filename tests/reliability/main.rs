@@ -26,3 +26,19 @@ mod privacy;
 mod properties;
 mod security;
 mod support;
+
+/// Prints one figure of the suite (kills survived, faults injected, inputs tried) and appends it to
+/// `target/tmp/reliability-figures.txt`, which `.ci/run` prints after the tests: cargo hides what a
+/// passing test prints.
+pub fn figure(line: &str) {
+    use std::io::Write;
+    eprintln!("{line}");
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("reliability-figures.txt");
+    if let Ok(mut file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = writeln!(file, "{line}");
+    }
+}

@@ -394,13 +394,13 @@ fn canaries_in_exports_and_crm_records_reach_no_ledger_log_output_metric_or_task
             checks += 1;
         }
     }
-    eprintln!(
+    crate::figure(&format!(
         "privacy: {} canaries and {} secrets searched in {} places ({} tasks), {checks} checks",
         needles().len(),
         secrets.len(),
         searched.len(),
         tasks.len()
-    );
+    ));
 }
 
 #[test]

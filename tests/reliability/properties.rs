@@ -543,5 +543,5 @@ fn mutated_exports_never_panic_account_for_every_row_and_keep_untouched_rows() {
         }
         *tried.entry("fhir bundle").or_default() += 1;
     }
-    eprintln!("properties: mutated exports tried {tried:?}");
+    crate::figure(&format!("properties: mutated exports tried {tried:?}"));
 }

@@ -217,7 +217,10 @@ fn crm_urls_beyond_loopback_must_be_https() {
             output.stderr
         );
     }
-    eprintln!("security: {} CRM URL configs tried", cases.len() + 2);
+    crate::figure(&format!(
+        "security: {} CRM URL configs tried",
+        cases.len() + 2
+    ));
 }
 
 #[test]
@@ -229,7 +232,7 @@ fn the_systemd_unit_stays_within_its_exposure_budget() {
         .status()
         .is_ok_and(|s| s.success());
     if !available {
-        eprintln!(
+        crate::figure(
             "security: SKIPPED the systemd exposure check: systemd-analyze is not installed here (.ci/systemd-unit runs it where it is)"
         );
         return;
@@ -250,5 +253,5 @@ fn the_systemd_unit_stays_within_its_exposure_budget() {
         .and_then(|value| value.trim().parse().ok())
         .unwrap_or_else(|| panic!("no exposure in:\n{text}"));
     assert!(exposure <= 2.0, "exposure {exposure}");
-    eprintln!("security: systemd exposure {exposure}");
+    crate::figure(&format!("security: systemd exposure {exposure}"));
 }
