@@ -538,6 +538,9 @@ struct Source {
     buffer: VecDeque<CrmRecord>,
     next: Next,
     last_modified: Option<DateTime<Utc>>,
+    /// The window asked for: records after `after`, up to `until`.
+    after: Option<Cursor>,
+    until: DateTime<Utc>,
 }
 
 impl SalesforceClient {
@@ -567,6 +570,8 @@ impl SalesforceClient {
                 buffer: VecDeque::new(),
                 next: Next::Query(text),
                 last_modified: None,
+                after: after.cloned(),
+                until,
             });
         }
         let mut summary = PullSummary {
@@ -698,7 +703,7 @@ impl SalesforceClient {
             Next::Done => return Ok(()),
         };
         request.batch_size = Some(self.config().page_size);
-        let what = format!("query of {}", source.query.object);
+        let what = format!("{} (query of {})", request.describe(), source.query.object);
         let page: QueryPage = self.get_json(request).await?;
         let protocol = |detail: String| SalesforceError::Protocol {
             request: what.clone(),
@@ -719,6 +724,21 @@ impl SalesforceClient {
         for raw in &page.records {
             let record = map_row(self.config(), source.query.kind, raw)
                 .map_err(|detail| protocol(detail.to_string()))?;
+            // A record outside the window asked for would move the cursor past records not
+            // yet read (after the window's end) or says the query was not run as asked.
+            if record.modified_at > source.until {
+                return Err(protocol(
+                    "a record modified after the end of the window asked for".to_string(),
+                ));
+            }
+            if source.after.as_ref().is_some_and(|after| {
+                record.modified_at < after.modified_at
+                    || (record.modified_at == after.modified_at && record.id == after.id)
+            }) {
+                return Err(protocol(
+                    "a record at or before the cursor asked after".to_string(),
+                ));
+            }
             if source
                 .last_modified
                 .is_some_and(|last| record.modified_at < last)
