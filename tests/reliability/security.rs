@@ -233,7 +233,7 @@ fn the_systemd_unit_stays_within_its_exposure_budget() {
         .is_ok_and(|s| s.success());
     if !available {
         crate::figure(
-            "security: SKIPPED the systemd exposure check: systemd-analyze is not installed here (.ci/systemd-unit runs it where it is)"
+            "security: SKIPPED the systemd exposure check: systemd-analyze is not installed here (.ci/systemd-unit runs it where it is)",
         );
         return;
     }

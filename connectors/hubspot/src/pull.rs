@@ -1113,6 +1113,25 @@ impl HubspotClient {
                     "a record at or before the cursor came back".to_string(),
                 ));
             }
+            // Past the window's end, the cursor would move over records not yet read.
+            if key.0 > until {
+                return Err(protocol(
+                    "a record modified after the end of the window asked for".to_string(),
+                ));
+            }
+            // Out of the order asked for, a page's last records would not bound the next query.
+            if let Some((at, number, _)) = rows.last() {
+                let ordered = if state.split {
+                    key.1 > *number
+                } else {
+                    key.0 >= *at
+                };
+                if !ordered {
+                    return Err(protocol(format!(
+                        "records are not sorted by {sort} as asked"
+                    )));
+                }
+            }
             rows.push((key.0, key.1, object));
         }
         let full = rows.len() >= limit;

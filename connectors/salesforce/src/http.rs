@@ -197,7 +197,7 @@ impl ApiRequest {
     }
 
     /// `METHOD /path`, for messages (never the query string).
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         format!("{} {}", self.method, self.path)
     }
 }

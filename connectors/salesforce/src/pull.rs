@@ -385,7 +385,11 @@ fn map_row(
     raw: &Map<String, Json>,
 ) -> Result<CrmRecord, String> {
     let row = Row(raw);
-    let id = row.text("Id").ok_or("a record without Id")?;
+    let id = match row.get("Id") {
+        Some(Json::String(id)) if is_record_id(id) => id.clone(),
+        Some(_) => return Err("a record whose Id is not a Salesforce record id".to_string()),
+        None => return Err("a record without Id".to_string()),
+    };
     let modified_at = row
         .datetime("SystemModstamp")
         .ok_or("a record without a readable SystemModstamp")?;
@@ -520,6 +524,25 @@ fn map_row(
     })
 }
 
+/// A Salesforce record id: 15 letters and digits, or 18 whose last three encode the case of the
+/// first fifteen (the checksum every API answer carries).
+fn is_record_id(id: &str) -> bool {
+    let bytes = id.as_bytes();
+    if !bytes.iter().all(u8::is_ascii_alphanumeric) {
+        return false;
+    }
+    match bytes.len() {
+        15 => true,
+        18 => (0..3).all(|chunk| {
+            let bits = (0..5)
+                .filter(|bit| bytes[chunk * 5 + bit].is_ascii_uppercase())
+                .fold(0usize, |sum, bit| sum | 1 << bit);
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"[bits] == bytes[15 + chunk]
+        }),
+        _ => false,
+    }
+}
+
 fn key_of(record: &CrmRecord) -> (DateTime<Utc>, &str) {
     (record.modified_at, record.id.as_str())
 }
@@ -538,6 +561,9 @@ struct Source {
     buffer: VecDeque<CrmRecord>,
     next: Next,
     last_modified: Option<DateTime<Utc>>,
+    /// The window asked for: records after `after`, up to `until`.
+    after: Option<Cursor>,
+    until: DateTime<Utc>,
 }
 
 impl SalesforceClient {
@@ -567,6 +593,8 @@ impl SalesforceClient {
                 buffer: VecDeque::new(),
                 next: Next::Query(text),
                 last_modified: None,
+                after: after.cloned(),
+                until,
             });
         }
         let mut summary = PullSummary {
@@ -698,7 +726,7 @@ impl SalesforceClient {
             Next::Done => return Ok(()),
         };
         request.batch_size = Some(self.config().page_size);
-        let what = format!("query of {}", source.query.object);
+        let what = format!("{} (query of {})", request.describe(), source.query.object);
         let page: QueryPage = self.get_json(request).await?;
         let protocol = |detail: String| SalesforceError::Protocol {
             request: what.clone(),
@@ -719,6 +747,21 @@ impl SalesforceClient {
         for raw in &page.records {
             let record = map_row(self.config(), source.query.kind, raw)
                 .map_err(|detail| protocol(detail.to_string()))?;
+            // A record outside the window asked for would move the cursor past records not
+            // yet read (after the window's end) or says the query was not run as asked.
+            if record.modified_at > source.until {
+                return Err(protocol(
+                    "a record modified after the end of the window asked for".to_string(),
+                ));
+            }
+            if source.after.as_ref().is_some_and(|after| {
+                record.modified_at < after.modified_at
+                    || (record.modified_at == after.modified_at && record.id == after.id)
+            }) {
+                return Err(protocol(
+                    "a record at or before the cursor asked after".to_string(),
+                ));
+            }
             if source
                 .last_modified
                 .is_some_and(|last| record.modified_at < last)
@@ -895,6 +938,31 @@ mod tests {
         assert_eq!(partner.payers_accepted, ["Aetna", "Medicaid"]);
         assert_eq!(partner.npi, None);
         assert!(map(RowKind::Partner, json!({"Id": "001"})).is_err());
+        let stamp = "2026-05-20T20:49:32.000Z";
+        for id in [
+            json!(1001),
+            json!("001Dn000000000FIAA"),
+            json!("001Dn00000000-FIAQ"),
+        ] {
+            assert!(
+                map(RowKind::Partner, json!({"Id": id, "SystemModstamp": stamp})).is_err(),
+                "{id}"
+            );
+        }
+        assert!(
+            map(
+                RowKind::Partner,
+                json!({"Id": "001Dn000000000FIAQ", "SystemModstamp": stamp})
+            )
+            .is_ok()
+        );
+        assert!(
+            map(
+                RowKind::Partner,
+                json!({"Id": "001Dn000000000F", "SystemModstamp": stamp})
+            )
+            .is_ok()
+        );
         assert!(map(RowKind::Partner, json!({"SystemModstamp": 5})).is_err());
         assert!(
             map(
@@ -909,7 +977,7 @@ mod tests {
     fn activities_take_their_kind_and_time_from_the_row() {
         let record = map(
             RowKind::TaskActivity,
-            json!({"Id": "00T000000000001AAA", "SystemModstamp": "2026-05-20T20:49:32.000+0000",
+            json!({"Id": "00T000000000001EAA", "SystemModstamp": "2026-05-20T20:49:32.000+0000",
                 "Type": null, "TaskSubtype": "Call", "WhatId": "006000000000001AAA",
                 "WhoId": "003000000000001AAA", "ActivityDate": "2026-05-19"}),
         )
