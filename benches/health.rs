@@ -224,7 +224,10 @@ fn main() {
     println!("rules_queued {} intents", plan.create.len());
     println!("rules_waiting {} alerts", plan.waiting.len());
     println!("rules_not_a_task {} conditions", plan.invalid.len());
-    println!("rules_reps_with_tasks {} reps", first_pass.reps_with_tasks);
+    println!(
+        "rules_owners_with_tasks {} owners (CRM owner ids; each rep is one in each CRM)",
+        first_pass.owners_with_tasks
+    );
     println!(
         "rules_routing_seconds {:.3} s (refer-out options for the leads)",
         routing_part.as_secs_f64()
@@ -257,7 +260,7 @@ struct RulesPass {
     leads: usize,
     conditions: BTreeMap<&'static str, u64>,
     plan: Plan,
-    reps_with_tasks: u64,
+    owners_with_tasks: u64,
     /// Refer-out routing, the rules, the outbox plan (queued and committed).
     parts: [Duration; 3],
 }
@@ -310,7 +313,7 @@ fn rules_pass(connection: &Connection, health: &[PartnerHealth], as_of: NaiveDat
     for condition in &conditions {
         *by_rule.entry(condition.rule).or_default() += 1;
     }
-    let (queued, reps_with_tasks): (i64, i64) = connection
+    let (queued, owners_with_tasks): (i64, i64) = connection
         .query_row(
             "SELECT (SELECT count(*) FROM outbox WHERE status = 'pending'),
                     (SELECT count(DISTINCT owner_id) FROM alert WHERE state = 'open')",
@@ -325,7 +328,7 @@ fn rules_pass(connection: &Connection, health: &[PartnerHealth], as_of: NaiveDat
         leads: leads.len(),
         conditions: by_rule,
         plan,
-        reps_with_tasks: reps_with_tasks as u64,
+        owners_with_tasks: owners_with_tasks as u64,
         parts: [routed, evaluated - routed, planned - evaluated],
     }
 }
