@@ -1,17 +1,29 @@
 //! Benchmark: partner health on a large ledger (5,000 partners, 1,000,000 referrals over 18
 //! months by default), against the cost of one grouped SQL scan of the same referrals.
 //!
+//! Then the rules, as a cycle's evaluation runs them after health: refer-out routing for the leads
+//! that did not convert, every `[rules]` rule (defaults) into conditions, and the outbox plan
+//! queued under the per-rep daily budget — alone, and together with a first health run
+//! (`health_rules_ratio_vs_scan`), and again the same day with the alerts in place.
+//!
 //! Run: `cargo bench --bench health` (options after `--`: `--partners N`, `--referrals N`,
 //! `--dir DIR` to keep the ledger). Prints `name value unit` lines; every timing is the median of
-//! three. The ledger is written directly with SQL (seeded SplitMix64), like an import would
-//! leave it: rows in date order, every column an export fills, four indexes.
+//! three. The ledger is written directly with SQL (seeded SplitMix64), like an import and a pull
+//! would leave it: rows in date order, every column an export fills, four indexes; CRM profiles
+//! in both CRMs with owners, reps known in both by e-mail, routing facts (ZIP3, payers, levels of
+//! care), deals with disposition reasons, and some uncertain identity matches.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use chrono::{Days, NaiveDate};
-use refbridge::health::{self, HealthConfig};
+use refbridge::health::{self, HealthConfig, PartnerHealth};
 use refbridge::ledger::Ledger;
+use refbridge::outbox::{self, Plan, ReconcileOptions};
+use refbridge::routing::{self, RoutingConfig};
+use refbridge::rules::{self, OutboxConfig, RuleInputs, RulesConfig};
+use refbridge_model::crm::CrmSystem;
 use refbridge_synthetic::Random;
 use rusqlite::{Connection, params};
 
@@ -19,6 +31,9 @@ use rusqlite::{Connection, params};
 const AS_OF: (i32, u32, u32) = (2026, 11, 1);
 const HISTORY_DAYS: u64 = 540;
 const NOW: &str = "2026-11-27T06:00:00Z";
+/// When the rules run: the evening of `AS_OF`, so that a rep's daily budget is that day's (a
+/// cycle evaluates as of the day it runs).
+const RULES_NOW: &str = "2026-11-01T18:00:00Z";
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -124,6 +139,53 @@ fn main() {
         )
         .unwrap();
 
+    // (d) The rules alone, on today's health, with no alert open yet.
+    let today = health::refresh(connection, &config, as_of, NOW)
+        .expect("refresh")
+        .health;
+    let mut first_pass = None;
+    let mut parts: [Vec<Duration>; 3] = Default::default();
+    let rules_alone = median(|| {
+        clear_alerts(connection);
+        let started = Instant::now();
+        let pass = rules_pass(connection, &today, as_of);
+        let elapsed = started.elapsed();
+        for (all, part) in parts.iter_mut().zip(pass.parts) {
+            all.push(part);
+        }
+        first_pass = Some(pass);
+        elapsed
+    });
+    let first_pass = first_pass.expect("a rules pass");
+    let [routing_part, rules_part, plan_part] = parts.map(|mut times| {
+        times.sort();
+        times[1]
+    });
+    // (e) What a cycle's evaluation does after identity: a first health run, then the rules.
+    let health_rules = median(|| {
+        connection
+            .execute_batch("DELETE FROM health_snapshot; DELETE FROM health_run;")
+            .expect("clear");
+        clear_alerts(connection);
+        let started = Instant::now();
+        let refreshed = health::refresh(connection, &config, as_of, NOW).expect("refresh");
+        assert!(refreshed.recomputed);
+        let pass = rules_pass(connection, &refreshed.health, as_of);
+        let elapsed = started.elapsed();
+        assert_eq!(pass.plan.create.len(), first_pass.plan.create.len());
+        elapsed
+    });
+    // (f) The same evaluation again the same day: the alerts are open or waiting, nothing new.
+    let mut again = None;
+    let rules_second = median(|| {
+        let started = Instant::now();
+        let pass = rules_pass(connection, &today, as_of);
+        let elapsed = started.elapsed();
+        again = Some(pass);
+        elapsed
+    });
+    let again = again.expect("a rules pass");
+
     println!("health_partners {partners} partners");
     println!("health_referrals {referrals} referrals");
     println!("health_partners_scored {scored} partners");
@@ -147,6 +209,137 @@ fn main() {
         "health_second_run_ratio_vs_first {:.3} x",
         second.as_secs_f64() / first.as_secs_f64()
     );
+
+    let plan = &first_pass.plan;
+    println!("rules_refer_out_leads {} leads", first_pass.leads);
+    for (rule, count) in &first_pass.conditions {
+        println!("rules_conditions_{rule} {count} conditions");
+    }
+    for (rule, count) in by_rule(&plan.create) {
+        println!("rules_queued_{rule} {count} intents");
+    }
+    for (rule, count) in by_rule(&plan.waiting) {
+        println!("rules_waiting_{rule} {count} alerts");
+    }
+    println!("rules_queued {} intents", plan.create.len());
+    println!("rules_waiting {} alerts", plan.waiting.len());
+    println!("rules_not_a_task {} conditions", plan.invalid.len());
+    println!(
+        "rules_owners_with_tasks {} owners (CRM owner ids; each rep is one in each CRM)",
+        first_pass.owners_with_tasks
+    );
+    println!(
+        "rules_routing_seconds {:.3} s (refer-out options for the leads)",
+        routing_part.as_secs_f64()
+    );
+    println!(
+        "rules_evaluate_seconds {:.3} s (every rule into conditions)",
+        rules_part.as_secs_f64()
+    );
+    println!(
+        "rules_outbox_plan_seconds {:.3} s (alerts and intents under the budget, committed)",
+        plan_part.as_secs_f64()
+    );
+    println!("rules_seconds {:.3} s", rules_alone.as_secs_f64());
+    println!("health_rules_seconds {:.3} s", health_rules.as_secs_f64());
+    println!(
+        "health_rules_ratio_vs_scan {:.2} x",
+        health_rules.as_secs_f64() / scan.as_secs_f64()
+    );
+    println!(
+        "rules_second_run_seconds {:.3} s (same day: {} unchanged, {} waiting, {} new)",
+        rules_second.as_secs_f64(),
+        again.plan.unchanged,
+        again.plan.waiting.len(),
+        again.plan.create.len()
+    );
+}
+
+/// What one rules pass found and queued.
+struct RulesPass {
+    leads: usize,
+    conditions: BTreeMap<&'static str, u64>,
+    plan: Plan,
+    owners_with_tasks: u64,
+    /// Refer-out routing, the rules, the outbox plan (queued and committed).
+    parts: [Duration; 3],
+}
+
+/// Forgets every alert and queued intent, as on a ledger that never ran the rules.
+fn clear_alerts(connection: &Connection) {
+    connection
+        .execute_batch("DELETE FROM alert; DELETE FROM outbox;")
+        .expect("clear alerts");
+}
+
+/// What a cycle's evaluation does after health (`cycle::evaluate`): refer-out routing for the
+/// leads, every rule with the `[rules]` defaults, and the outbox plan committed (alerts and
+/// intents written) under the daily budget. Both CRMs are configured.
+fn rules_pass(connection: &Connection, health: &[PartnerHealth], as_of: NaiveDate) -> RulesPass {
+    let rules_config = RulesConfig::default();
+    let started = Instant::now();
+    let leads = routing::lead_suggestions(connection, &RoutingConfig::default(), as_of)
+        .expect("refer-out routing");
+    let routed = started.elapsed();
+    let conditions = rules::evaluate(
+        connection,
+        &rules_config,
+        &RuleInputs {
+            as_of,
+            health,
+            leads: &leads,
+            configured: &[CrmSystem::Salesforce, CrmSystem::Hubspot],
+        },
+    )
+    .expect("rules");
+    let evaluated = started.elapsed();
+    connection.execute_batch("BEGIN IMMEDIATE").expect("begin");
+    let plan = outbox::reconcile(
+        connection,
+        &conditions,
+        &rules_config,
+        &OutboxConfig::default(),
+        &ReconcileOptions {
+            as_of,
+            today: as_of,
+            now: RULES_NOW,
+            allow_mass_change: false,
+        },
+    )
+    .expect("outbox plan");
+    connection.execute_batch("COMMIT").expect("commit");
+    let planned = started.elapsed();
+    let mut by_rule = BTreeMap::new();
+    for condition in &conditions {
+        *by_rule.entry(condition.rule).or_default() += 1;
+    }
+    let (queued, owners_with_tasks): (i64, i64) = connection
+        .query_row(
+            "SELECT (SELECT count(*) FROM outbox WHERE status = 'pending'),
+                    (SELECT count(DISTINCT owner_id) FROM alert WHERE state = 'open')",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .expect("count the outbox");
+    // Every intent the plan created is queued for a push (on the second run the same day, the
+    // ones queued by the first are still there).
+    assert!(queued as usize >= plan.create.len());
+    RulesPass {
+        leads: leads.len(),
+        conditions: by_rule,
+        plan,
+        owners_with_tasks: owners_with_tasks as u64,
+        parts: [routed, evaluated - routed, planned - evaluated],
+    }
+}
+
+/// Planned tasks counted by rule.
+fn by_rule(tasks: &[outbox::PlannedTask]) -> BTreeMap<&str, u64> {
+    let mut counts = BTreeMap::new();
+    for task in tasks {
+        *counts.entry(task.rule.as_str()).or_default() += 1;
+    }
+    counts
 }
 
 /// The median of three timings.
@@ -215,7 +408,20 @@ fn generate(
     ];
     const KINDS: &[&str] = &["call", "visit", "meeting", "email", "note"];
 
+    const DECLINES: &[&str] = &[
+        "out_of_network",
+        "level_of_care_mismatch",
+        "capacity",
+        "geography",
+        "declined",
+        "no_contact",
+    ];
+    const REPS: u64 = 12;
+
     let mut random = Random::new(2026);
+    // What only the rules read (homes, routing facts, deal reasons) comes from a stream of its
+    // own, so that the health figures stay those of the ledger without it.
+    let mut extra = Random::new(2027);
     let first_day = as_of.checked_sub_days(Days::new(HISTORY_DAYS - 1)).unwrap();
     let transaction = connection.unchecked_transaction()?;
     connection.execute(
@@ -336,15 +542,31 @@ fn generate(
         }
     }
 
-    // CRM profiles for 80% of partners (some unowned, some with an inactive owner), activities
-    // for most of those, and deals: most describe an EHR referral, some stand alone.
+    // Twelve reps, each a user in Salesforce and an owner in HubSpot under one e-mail (one
+    // person, one daily budget).
+    {
+        let mut rep = connection.prepare(
+            "INSERT INTO rep (system, external_id, name, email, active) VALUES (?1, ?2, ?3, ?4, 1)",
+        )?;
+        for owner in 0..REPS {
+            let email = format!("rep{owner}@facility.example");
+            let name = format!("Rep {owner}");
+            rep.execute(params!["salesforce", format!("005{owner:04}"), name, email])?;
+            rep.execute(params!["hubspot", format!("7{owner:04}"), name, email])?;
+        }
+    }
+
+    // CRM profiles for 80% of partners (some unowned, some with an inactive owner; 70% at home
+    // in Salesforce, the rest in HubSpot) with what routing matches on, activities for most of
+    // those, and deals: most describe an EHR referral, some stand alone.
     let mut profiles = 0;
     let mut activities = 0;
     {
         let mut profile = connection.prepare(
             "INSERT INTO partner_profile (partner_id, home_system, home_crm_id, owner_id,
-                 owner_name, owner_active)
-             VALUES (?1, 'salesforce', ?2, ?3, ?4, ?5)",
+                 owner_name, owner_active, zip3, payers, levels_of_care, accepting_referrals,
+                 preferred)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?;
         let mut activity = connection.prepare(
             "INSERT INTO activity (system, crm_id, partner_id, kind, owner_id, at)
@@ -354,18 +576,44 @@ fn generate(
             if random.below(5) == 0 {
                 continue;
             }
-            let owner = random.below(12);
+            let owner = random.below(REPS);
             let (owner_id, active) = match random.below(20) {
                 0 | 1 => (None, None),
                 2 => (Some(format!("005{owner:04}")), Some(0)),
                 _ => (Some(format!("005{owner:04}")), Some(1)),
             };
+            let in_hubspot = extra.below(10) < 3;
+            let (home_system, home_crm_id, home_owner_id) = if in_hubspot {
+                (
+                    "hubspot",
+                    format!("{}", 9_000_000 + id),
+                    owner_id.as_ref().map(|_| format!("7{owner:04}")),
+                )
+            } else {
+                ("salesforce", format!("001{id:08}"), owner_id.clone())
+            };
+            let payers: Vec<&str> = PAYERS
+                .iter()
+                .copied()
+                .filter(|_| extra.chance(0.5))
+                .collect();
+            let levels: Vec<&str> = LEVELS
+                .iter()
+                .copied()
+                .filter(|_| extra.chance(0.4))
+                .collect();
             profile.execute(params![
                 id,
-                format!("001{id:08}"),
-                owner_id,
+                home_system,
+                home_crm_id,
+                home_owner_id,
                 owner_id.as_ref().map(|_| format!("Rep {owner}")),
-                active
+                active,
+                format!("{:03}", 300 + extra.below(20)),
+                serde_json::to_string(&payers).expect("payers"),
+                serde_json::to_string(&levels).expect("levels"),
+                extra.chance(0.85),
+                extra.chance(0.15),
             ])?;
             profiles += 1;
             for _ in 0..random.below(50) {
@@ -391,8 +639,9 @@ fn generate(
     {
         let mut deal = connection.prepare(
             "INSERT INTO crm_referral (system, crm_id, partner_id, referral_id, inquiry_id,
-                 direction, stage, disposition, inquiry_date)
-             VALUES ('salesforce', ?1, ?2, ?3, ?4, 'in', ?5, ?5, ?6)",
+                 direction, stage, disposition, inquiry_date, disposition_reason, payer,
+                 level_of_care, owner_id)
+             VALUES ('salesforce', ?1, ?2, ?3, ?4, 'in', ?5, ?5, ?6, ?7, ?8, ?9, ?10)",
         )?;
         for i in 0..(referrals / 50) {
             let day_index = random.below(HISTORY_DAYS);
@@ -401,15 +650,33 @@ fn generate(
             let referral_id = linked.then(|| 1 + random.below(referrals.max(1)) as i64);
             let partner = draw_partner(&mut random, (day_index * 3 / HISTORY_DAYS) as usize);
             let disposition = ["admitted", "not_admitted", "pending"][random.below(3) as usize];
+            let reason = (disposition == "not_admitted").then(|| *extra.pick(DECLINES));
             deal.execute(params![
                 format!("006{i:09}"),
                 partner,
                 referral_id,
                 format!("CRM-{i:08}"),
                 disposition,
-                day.to_string()
+                day.to_string(),
+                reason,
+                extra.chance(0.7).then(|| *extra.pick(PAYERS)),
+                extra.chance(0.5).then(|| *extra.pick(LEVELS)),
+                format!("005{:04}", extra.below(REPS)),
             ])?;
             crm_referrals += 1;
+        }
+    }
+    // Uncertain identity matches, one partner in a hundred: a task each for ops.
+    {
+        let mut suggestion = connection.prepare(
+            "INSERT OR IGNORE INTO identity_suggestion (partner_id, candidate_id, method,
+                 confidence, reason, first_seen_at, last_seen_at)
+             VALUES (?1, ?2, 'name', ?3, 'similar name in the same ZIP3', ?4, ?4)",
+        )?;
+        for _ in 0..partners / 100 {
+            let a = 1 + extra.below(partners.max(2) - 1) as i64;
+            let b = a + 1 + extra.below(50).min(partners - a as u64 - 1) as i64;
+            suggestion.execute(params![a, b, 0.6 + extra.unit() * 0.3, NOW])?;
         }
     }
     transaction.commit()?;

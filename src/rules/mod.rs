@@ -370,15 +370,21 @@ fn placement_rule(
     let rule = &config.placement_follow_up;
     let newest = inputs.as_of - chrono::Duration::days(i64::from(rule.after_days));
     let oldest = inputs.as_of - chrono::Duration::days(i64::from(rule.max_age_days));
-    // The CRM record of the referral out, when a CRM holds one: the task sits there.
+    // The CRM record of the referral out, when a CRM holds one: the task sits there. For an EHR
+    // referral that is the lowest-id live deal describing it, found once for all referrals
+    // (`linked`): `crm_referral.referral_id` has no index, and a lookup per referral out would
+    // scan every deal for each one.
     let mut statement = connection.prepare(
-        "SELECT u.referral_id, u.crm_referral_id, u.partner_id,
+        "WITH linked AS (
+             SELECT referral_id, min(id) AS crm_referral_id FROM crm_referral
+             WHERE referral_id IS NOT NULL AND deleted = 0 GROUP BY referral_id)
+         SELECT u.referral_id, u.crm_referral_id, u.partner_id,
                 COALESCE(c.system, l.system), COALESCE(c.crm_id, l.crm_id),
                 COALESCE(c.owner_id, l.owner_id)
          FROM unified_referral u
          LEFT JOIN crm_referral c ON c.id = u.crm_referral_id
-         LEFT JOIN crm_referral l ON l.id = (SELECT min(id) FROM crm_referral
-                                            WHERE referral_id = u.referral_id AND deleted = 0)
+         LEFT JOIN linked k ON k.referral_id = u.referral_id
+         LEFT JOIN crm_referral l ON l.id = k.crm_referral_id
          WHERE u.direction = 'out' AND u.disposition IN ('pending', 'referred_out')
            AND u.partner_id IS NOT NULL AND u.inquiry_date >= ?1 AND u.inquiry_date <= ?2
          ORDER BY u.referral_id, u.crm_referral_id",

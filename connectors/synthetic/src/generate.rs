@@ -247,6 +247,36 @@ fn ascii(text: &str) -> String {
         .collect()
 }
 
+/// A partner's own web domain: its whole name as a hyphenated slug (`cedar-logistics-eap-atlanta-2
+/// .example`), as real organizations register theirs. Two partners never share one: names are
+/// unique, and a slug that still collides (names differing only in punctuation) or that is cut to
+/// the 63 letters a DNS label allows gets a number. A CRM duplicate of a partner has no website
+/// of its own, so identity must join it by phone, ZIP and name.
+fn unique_domain(taken: &mut std::collections::HashSet<String>, name: &str) -> String {
+    let mut slug = String::new();
+    for word in name.split(|c: char| !c.is_alphanumeric()) {
+        let word = ascii(word);
+        if word.is_empty() {
+            continue;
+        }
+        if !slug.is_empty() {
+            slug.push('-');
+        }
+        slug.push_str(&word);
+    }
+    let mut label: String = slug.chars().take(63).collect();
+    let mut number = 2;
+    while !taken.insert(label.clone()) {
+        let suffix = format!("-{number}");
+        label = format!(
+            "{}{suffix}",
+            slug.chars().take(63 - suffix.len()).collect::<String>()
+        );
+        number += 1;
+    }
+    format!("{label}.example")
+}
+
 fn partner_name(random: &mut Random, source_type: SourceType, place: &str) -> String {
     match source_type {
         SourceType::Hospital => format!(
@@ -324,6 +354,7 @@ fn make_partners(
 ) -> Vec<Partner> {
     let mut partners: Vec<Partner> = Vec::with_capacity(sizes.partners + sizes.partners / 10);
     let mut names = std::collections::HashSet::new();
+    let mut domains = std::collections::HashSet::new();
     for index in 0..sizes.partners {
         let source_type = SourceType::ALL[index % SourceType::ALL.len()];
         let (city, zip3) = *random.pick(CITIES);
@@ -358,10 +389,7 @@ fn make_partners(
             Npi::from_first_nine((100_000_000 + (index as u64 * 7919) % 800_000_000) as u32)
                 .to_string()
         });
-        let domain = format!(
-            "{}.example",
-            ascii(&name).chars().take(24).collect::<String>()
-        );
+        let domain = unique_domain(&mut domains, &name);
         let created_at = match pattern {
             Pattern::New => end - Duration::days(20 + random.below(40) as i64),
             _ => end - Duration::days(600 + random.below(1200) as i64),
@@ -849,6 +877,44 @@ mod tests {
             as_of: NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(),
         });
         assert_ne!(small().referrals, other.referrals);
+    }
+
+    #[test]
+    fn every_partner_of_a_large_world_has_a_website_of_its_own() {
+        let end = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap();
+        let partners = make_partners(&mut Random::new(7).fork(2), &sizes(Scale::Large), 60, end);
+        let mut owners = std::collections::HashMap::new();
+        for partner in &partners {
+            let Some(website) = &partner.website else {
+                continue;
+            };
+            assert!(partner.duplicate_of.is_none(), "{}", partner.name);
+            let label = website
+                .strip_prefix("https://www.")
+                .and_then(|domain| domain.strip_suffix(".example"))
+                .unwrap_or_else(|| panic!("{website}"));
+            assert!(
+                label.len() <= 63 && !label.starts_with('-') && !label.ends_with('-'),
+                "{website}"
+            );
+            if let Some(other) = owners.insert(website.clone(), &partner.name) {
+                panic!("{other} and {} share {website}", partner.name);
+            }
+        }
+        assert!(owners.len() > 15_000, "{}", owners.len());
+        assert_eq!(
+            unique_domain(&mut Default::default(), "Dr. María López, MD"),
+            "dr-maria-lopez-md.example"
+        );
+        let mut taken = std::collections::HashSet::new();
+        assert_eq!(
+            unique_domain(&mut taken, "Cedar Logistics EAP - Atlanta 2"),
+            "cedar-logistics-eap-atlanta-2.example"
+        );
+        assert_eq!(
+            unique_domain(&mut taken, "Cedar Logistics EAP, Atlanta 2"),
+            "cedar-logistics-eap-atlanta-2-2.example"
+        );
     }
 
     #[test]
