@@ -8,14 +8,14 @@
 //! runs it and rolls the outbox part back. Nothing here schedules, retries or sleeps.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use refbridge_model::crm::CrmSystem;
+use refbridge_model::crm::{CrmSystem, StreamKind};
 use serde::Serialize;
 
 use crate::config::{Config, LoadedConfig};
 use crate::health::{self, HealthState};
 use crate::identity::{self, IdentityReport};
 use crate::import::{ImportReport, Importer, now as now_text};
-use crate::ledger::{Ledger, LedgerError};
+use crate::ledger::{Ledger, LedgerError, crm};
 use crate::outbox::{self, OutboxError, Plan, ReconcileOptions};
 use crate::routing;
 use crate::rules::{self, RuleInputs};
@@ -61,10 +61,15 @@ pub struct CycleReport {
     pub pulled: SyncReport,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub imported: Option<ImportReport>,
-    /// `None` when the circuit breaker refused the plan (see `refused`).
+    /// `None` when the circuit breaker refused the plan (see `refused`) or an input has not been
+    /// read to its end once yet (see `waiting_for`).
     pub evaluation: Option<Evaluation>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refused: Option<String>,
+    /// Streams never pulled to their end (`salesforce referrals`): evaluation waits for them, as
+    /// the daemon's does, since tasks planned from half a first load would move later.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub waiting_for: Vec<String>,
     pub push: Vec<PushReport>,
     /// API calls made by the connectors in this cycle.
     pub api_calls: u64,
@@ -116,13 +121,20 @@ pub async fn run_cycle(
     .await?;
     let imported = import_inbox(loaded, ledger, &options.stop)?;
     let configured: Vec<CrmSystem> = clients.iter().map(CrmClient::system).collect();
-    let (evaluation, refused) = evaluate_and_queue(
-        loaded,
-        ledger,
-        &configured,
-        options.now.date_naive(),
-        options.allow_mass_change,
-    )?;
+    // The inbox was just scanned: only the CRMs' first complete reads can still be missing.
+    let waiting_for =
+        inputs_missing(ledger, &configured, false).map_err(|source| ledger.sql_error(source))?;
+    let (evaluation, refused) = if waiting_for.is_empty() {
+        evaluate_and_queue(
+            loaded,
+            ledger,
+            &configured,
+            options.now.date_naive(),
+            options.allow_mass_change,
+        )?
+    } else {
+        (None, None)
+    };
     let push = push_all(ledger, clients, &options.stop).await?;
     let api_calls = clients.iter().map(CrmClient::api_calls).sum();
     Ok(CycleReport {
@@ -130,9 +142,49 @@ pub async fn run_cycle(
         imported,
         evaluation,
         refused,
+        waiting_for,
         push,
         api_calls,
     })
+}
+
+/// The inputs an evaluation still waits for: every stream of every configured CRM pulled to the
+/// end once (`salesforce referrals`), and the inbox scanned once (`the EHR inbox`). Tasks planned
+/// from half the data would be moved or closed once the rest arrives, and the circuit breaker
+/// would then refuse the whole plan.
+pub fn inputs_missing(
+    ledger: &Ledger,
+    configured: &[CrmSystem],
+    inbox: bool,
+) -> rusqlite::Result<Vec<String>> {
+    let connection = ledger.connection();
+    let mut missing = Vec::new();
+    let mut pulled = connection.prepare(
+        "SELECT EXISTS (SELECT 1 FROM sync_run
+                        WHERE system = ?1 AND stream = ?2 AND kind = 'pull' AND outcome = 'ok')",
+    )?;
+    for system in configured {
+        for stream in StreamKind::ALL {
+            let done: bool =
+                pulled.query_row([system.as_str(), stream.as_str()], |row| row.get(0))?;
+            if !done {
+                missing.push(format!("{} {}", system.as_str(), stream.as_str()));
+            }
+        }
+    }
+    if inbox {
+        let scanned: bool = connection.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sync_run
+                            WHERE system = ?1 AND kind = 'import' AND outcome <> 'running')
+                 OR EXISTS (SELECT 1 FROM import_run)",
+            [crm::REFBRIDGE_SYSTEM],
+            |row| row.get(0),
+        )?;
+        if !scanned {
+            missing.push("the EHR inbox".to_string());
+        }
+    }
+    Ok(missing)
 }
 
 /// Pulls every stream of each client in turn (and reconciles, when asked).

@@ -622,6 +622,12 @@ fn cycle_summary(report: &CycleReport) -> String {
             evaluation.refer_out_leads
         ));
     }
+    if !report.waiting_for.is_empty() {
+        out.push_str(&format!(
+            "tasks: not planned yet: waiting for the first complete read of {} (run again once the pull succeeds)\n",
+            report.waiting_for.join(", ")
+        ));
+    }
     if let Some(refused) = &report.refused {
         out.push_str(&format!("tasks: {refused}\n"));
     }

@@ -1008,8 +1008,8 @@ fn referable_leads(
     )?;
     let mut rows = statement.query(params![start.to_string(), as_of.to_string()])?;
     let mut leads = Vec::new();
-    // Both CRMs may hold the same inquiry: one lead (and one task) per inquiry, Salesforce's
-    // first (the order above).
+    // Both CRMs may hold the same inquiry: one lead (and one task) per inquiry, the first in the
+    // order above (by system name: HubSpot's copy before Salesforce's).
     let mut inquiries = std::collections::HashSet::new();
     while let Some(row) = rows.next()? {
         let crm_id: String = row.get(1)?;

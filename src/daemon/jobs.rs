@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use refbridge_http::StatusCounts;
-use refbridge_model::crm::{CrmSystem, StreamKind};
+use refbridge_model::crm::CrmSystem;
 
 use crate::config::{Config, LoadedConfig};
 use crate::cycle;
@@ -475,7 +475,7 @@ fn evaluate(context: &JobContext<'_>) -> RunResult {
             }
         };
         let configured: Vec<CrmSystem> = clients.iter().map(CrmClient::system).collect();
-        match inputs_missing(ledger, &configured, loaded.config.connectors.ehr.is_some()) {
+        match cycle::inputs_missing(ledger, &configured, loaded.config.connectors.ehr.is_some()) {
             Ok(missing) if missing.is_empty() => {}
             Ok(missing) => {
                 let summary = format!(
@@ -568,45 +568,6 @@ fn evaluate(context: &JobContext<'_>) -> RunResult {
         result.clients = used;
         (result, figures)
     })
-}
-
-/// The inputs an evaluation still waits for: every stream of every configured CRM pulled to the
-/// end once (`salesforce referrals`), and the inbox scanned once (`the EHR inbox`). Tasks planned
-/// from half the data would be moved or closed once the rest arrives, and the circuit breaker
-/// would then refuse the whole plan.
-fn inputs_missing(
-    ledger: &Ledger,
-    configured: &[CrmSystem],
-    inbox: bool,
-) -> rusqlite::Result<Vec<String>> {
-    let connection = ledger.connection();
-    let mut missing = Vec::new();
-    let mut pulled = connection.prepare(
-        "SELECT EXISTS (SELECT 1 FROM sync_run
-                        WHERE system = ?1 AND stream = ?2 AND kind = 'pull' AND outcome = 'ok')",
-    )?;
-    for system in configured {
-        for stream in StreamKind::ALL {
-            let done: bool =
-                pulled.query_row([system.as_str(), stream.as_str()], |row| row.get(0))?;
-            if !done {
-                missing.push(format!("{} {}", system.as_str(), stream.as_str()));
-            }
-        }
-    }
-    if inbox {
-        let scanned: bool = connection.query_row(
-            "SELECT EXISTS (SELECT 1 FROM sync_run
-                            WHERE system = ?1 AND kind = 'import' AND outcome <> 'running')
-                 OR EXISTS (SELECT 1 FROM import_run)",
-            [crm::REFBRIDGE_SYSTEM],
-            |row| row.get(0),
-        )?;
-        if !scanned {
-            missing.push("the EHR inbox".to_string());
-        }
-    }
-    Ok(missing)
 }
 
 fn maintain(context: &JobContext<'_>) -> RunResult {

@@ -1,6 +1,7 @@
 //! Faults: two identical worlds (same seed, as-of date and exports), one served fault-free, one
 //! with 429s, 500s, 503s, connection resets cut mid-body, latency and access tokens that expire
-//! after a few seconds (Salesforce and HubSpot both log in with OAuth, so both meet expiry). Each
+//! after a few seconds (Salesforce and HubSpot both log in with OAuth; HubSpot's tokens are also
+//! revoked early, since its client renews before the stated lifetime ends). Each
 //! is synced with `sync --once` until a run finishes everything, as an operator's schedule would;
 //! then the ledgers' domain content and the tasks each CRM holds must be identical.
 
@@ -24,7 +25,35 @@ fn with_faults_injected_the_ledger_and_the_tasks_end_identical_to_a_fault_free_r
     }
 
     let (clean_runs, _) = support::sync_until_finished(&clean, RUNS_ALLOWED);
+    // HubSpot's client renews a token before its stated lifetime ends, so the short TTL alone
+    // never reaches it: here its tokens are also revoked early, every 500 ms, as a portal's admin
+    // (or HubSpot itself) may do; the client meets a 401 and must log in again.
+    let revoking = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let revoker = {
+        let revoking = revoking.clone();
+        let base = faulty.ready["hubspot"]["base_url"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let client = reqwest::Client::new();
+            let mut revoked = 0u32;
+            while revoking.load(std::sync::atomic::Ordering::Relaxed) {
+                let sent =
+                    runtime.block_on(client.post(format!("{base}/__admin/expire-tokens")).send());
+                revoked += u32::from(sent.is_ok_and(|r| r.status().is_success()));
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
+            revoked
+        })
+    };
     let (faulty_runs, report) = support::sync_until_finished(&faulty, RUNS_ALLOWED);
+    revoking.store(false, std::sync::atomic::Ordering::Relaxed);
+    let revocations = revoker.join().unwrap();
     // Both once more past the settle lag: every pushed task is read back in both.
     support::settle();
     support::sync_until_finished(&clean, 1);
@@ -36,6 +65,10 @@ fn with_faults_injected_the_ledger_and_the_tasks_end_identical_to_a_fault_free_r
         let text = support::admin_faults(&faulty, system, None);
         let counts: FaultCounts = text.lines().nth(1).unwrap().parse().unwrap();
         println!("{system}: {counts}");
+        assert!(
+            counts.expired_token > 0,
+            "{system} met an expired token ({revocations} HubSpot revocations): {counts}"
+        );
         injected.rate_limited += counts.rate_limited;
         injected.server_error += counts.server_error;
         injected.unavailable += counts.unavailable;
