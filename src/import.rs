@@ -448,7 +448,7 @@ impl BatchWriter<'_> {
             self.connection.execute_batch("COMMIT; BEGIN IMMEDIATE")?;
             self.in_batch = 0;
         }
-        if self.counts.rows % PROGRESS_EVERY_ROWS == 0 {
+        if self.counts.rows.is_multiple_of(PROGRESS_EVERY_ROWS) {
             tracing::info!(file = %self.file_name, rows = self.counts.rows, "import progress");
         }
         Ok(())

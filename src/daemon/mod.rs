@@ -449,10 +449,10 @@ pub async fn run(loaded: LoadedConfig) -> Result<(), DaemonError> {
         }
     }
     let _ = http_stop.send(());
-    if let Some(server) = server {
-        if let Ok(Err(error)) = server.await {
-            tracing::warn!(error = %error, "the http listener ended with an error");
-        }
+    if let Some(server) = server
+        && let Ok(Err(error)) = server.await
+    {
+        tracing::warn!(error = %error, "the http listener ended with an error");
     }
     tracing::info!("refbridge stopped");
     Ok(())

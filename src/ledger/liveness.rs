@@ -32,10 +32,6 @@ pub fn lock_path(ledger: &Path) -> PathBuf {
 
 /// Takes the shared lock for this handle, sweeping stale `running` rows first when no other
 /// handle holds it. Returns the locked file (dropping it releases the lock) and the rows marked.
-// `File::lock` and friends are Rust 1.89. The workspace's `rust-version` (1.85) is already below
-// what the tree needs (let chains are 1.88); raising it makes clippy ask for changes across the
-// tree, which is left to its own change.
-#[allow(clippy::incompatible_msrv)]
 pub fn hold(
     ledger: &Path,
     connection: &Connection,
