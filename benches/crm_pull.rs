@@ -1,7 +1,8 @@
 //! Benchmark: CRM full pull, incremental pull and push against both sandboxes on a `large` world.
 //!
 //! Run: `cargo bench --bench crm_pull` (options after `--`: `--scale small|medium|large`, default
-//! large; `--intents N`, default 10,000). Prints `name value unit` lines.
+//! large; `--intents N`, default 10,000; `--latency-ms N`, default 50, 0 to skip the full pulls at
+//! that latency). Prints `name value unit` lines.
 //!
 //! The sandboxes run in their own process: the release `refbridge` binary that cargo builds for
 //! this bench (`CARGO_BIN_EXE_refbridge`, `target/release/refbridge`) is started as `refbridge
@@ -23,6 +24,11 @@
 //! printed; then the minimum number of calls the APIs allow, per stream, from the record counts
 //! (Salesforce `totalSize` of each query at 2,000 a page; HubSpot list pages of 100, counts from a
 //! search's `total`).
+//!
+//! The full pulls are then repeated with the sandboxes delaying every call by `--latency-ms`
+//! (their `latency_ms` fault, set at `/__admin/faults`), on both sides: with zero latency the
+//! ratio shows refbridge's own CPU (the worst case), with latency it shows the network-bound case
+//! a real CRM gives, where fetching the next page while the last one is stored hides the store.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -58,13 +64,14 @@ fn main() {
     };
     let scale = value("--scale").unwrap_or_else(|| "large".to_string());
     let intents: usize = value("--intents").map_or(10_000, |n| n.parse().expect("--intents N"));
+    let latency_ms: u64 = value("--latency-ms").map_or(50, |n| n.parse().expect("--latency-ms N"));
     let directory = tempfile::tempdir().expect("temporary directory");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
     let mut sandbox = Sandbox::start(directory.path(), &scale);
-    runtime.block_on(run(&sandbox, directory.path(), intents));
+    runtime.block_on(run(&sandbox, directory.path(), intents, latency_ms));
     sandbox.stop();
 }
 
@@ -550,7 +557,38 @@ fn ratio(refbridge: f64, bare: f64) -> f64 {
     refbridge / bare.max(1e-9)
 }
 
-async fn run(sandbox: &Sandbox, directory: &Path, intents: usize) {
+/// One CRM's full pull by refbridge (a child, into a fresh `ledger`) and then by the bare pager
+/// with the same calls; returns both and the two journals.
+async fn full_pull_side_by_side(
+    http: &reqwest::Client,
+    sandbox: &Sandbox,
+    endpoint: &Endpoint,
+    ledger: &Path,
+) -> (ChildReport, Bare, Vec<Call>, Vec<Call>) {
+    start_journal(http, endpoint).await;
+    let report = run_child("pull", &sandbox.config, ledger, endpoint.system.as_str());
+    let recorded = take_journal(http, endpoint).await;
+    start_journal(http, endpoint).await;
+    let bare = bare_pull(http, endpoint, &recorded).await;
+    let replayed = take_journal(http, endpoint).await;
+    (report, bare, recorded, replayed)
+}
+
+/// Replaces the sandbox's fault plan (`/__admin/faults`).
+async fn set_faults(http: &reqwest::Client, endpoint: &Endpoint, plan: &str) {
+    let response = http
+        .post(format!("{}/__admin/faults", endpoint.base))
+        .body(plan.to_string())
+        .send()
+        .await
+        .expect("fault plan");
+    assert!(
+        response.status().is_success(),
+        "the sandbox refused the fault plan {plan}"
+    );
+}
+
+async fn run(sandbox: &Sandbox, directory: &Path, intents: usize, latency_ms: u64) {
     let http = reqwest::Client::new();
     // The task key property, as `check-config --connect --create-task-key` makes it at install.
     {
@@ -571,17 +609,13 @@ async fn run(sandbox: &Sandbox, directory: &Path, intents: usize) {
     let mut bare_seconds = 0.0;
     for endpoint in [&sandbox.salesforce, &sandbox.hubspot] {
         let name = endpoint.system.as_str();
-        start_journal(&http, endpoint).await;
-        let report = run_child(
-            "pull",
-            &sandbox.config,
+        let (report, bare, recorded, replayed) = full_pull_side_by_side(
+            &http,
+            sandbox,
+            endpoint,
             &directory.join(format!("full-{name}.db")),
-            name,
-        );
-        let recorded = take_journal(&http, endpoint).await;
-        start_journal(&http, endpoint).await;
-        let bare = bare_pull(&http, endpoint, &recorded).await;
-        let replayed = take_journal(&http, endpoint).await;
+        )
+        .await;
         println!("{name}_full_pull_seconds {:.3} s", report.seconds);
         println!("{name}_full_pull_cpu_seconds {:.3} s", report.cpu_seconds);
         println!("{name}_bare_pager_seconds {:.3} s", bare.seconds);
@@ -614,6 +648,52 @@ async fn run(sandbox: &Sandbox, directory: &Path, intents: usize) {
         bare_seconds += bare.seconds;
         minimum_inputs.insert(name, bare.totals);
         full_reports.insert(name, report);
+    }
+
+    // 1b. The same full pulls with every call delayed by `latency_ms` in the sandbox (both sides
+    // hit the same sandbox, so both wait): the network-bound case next to the CPU-bound one.
+    if latency_ms > 0 {
+        for endpoint in [&sandbox.salesforce, &sandbox.hubspot] {
+            set_faults(&http, endpoint, &format!("latency_ms={latency_ms}")).await;
+        }
+        for endpoint in [&sandbox.salesforce, &sandbox.hubspot] {
+            let name = endpoint.system.as_str();
+            let (report, bare, recorded, replayed) = full_pull_side_by_side(
+                &http,
+                sandbox,
+                endpoint,
+                &directory.join(format!("latency-{name}.db")),
+            )
+            .await;
+            println!("{name}_full_pull_latency_per_call {latency_ms} ms");
+            println!(
+                "{name}_full_pull_seconds_at_latency {:.3} s",
+                report.seconds
+            );
+            println!(
+                "{name}_full_pull_cpu_seconds_at_latency {:.3} s",
+                report.cpu_seconds
+            );
+            println!("{name}_bare_pager_seconds_at_latency {:.3} s", bare.seconds);
+            println!(
+                "{name}_full_pull_ratio_vs_bare_at_latency {:.2} x",
+                ratio(report.seconds, bare.seconds)
+            );
+            println!(
+                "{name}_full_pull_api_calls_at_latency {} calls",
+                report.api_calls
+            );
+            println!(
+                "{name}_calls_not_in_both_at_latency {} calls",
+                unmatched(&recorded, &replayed)
+            );
+            for ((_, stream), (_, _, outcome)) in &report.streams {
+                assert_eq!(outcome, "ok", "{name} {stream} was not pulled to the end");
+            }
+        }
+        for endpoint in [&sandbox.salesforce, &sandbox.hubspot] {
+            set_faults(&http, endpoint, "latency_ms=0").await;
+        }
     }
 
     // 2. API calls per stream vs the minimum the API allows.

@@ -2,13 +2,16 @@
 //!
 //! Each pulled page and the cursor after it are stored in one ledger transaction (see
 //! [`crate::ledger::crm`]), so a run stopped at any point resumes from the last committed page
-//! without losing or repeating a record. A spent API quota defers the rest of the run (it is not a
-//! failure); a configuration error stops it with the connector's message. Push sends every pending
-//! intent once per run; what the CRM answers goes back to the outbox row by row.
+//! without losing or repeating a record. Pages are stored in order on a thread of their own, with
+//! a second connection to the ledger, while the connector fetches and decodes the next page (a
+//! bounded queue of one page between them). A spent API quota defers the rest of the run (it is
+//! not a failure); a configuration error stops it with the connector's message. Push sends every
+//! pending intent once per run; what the CRM answers goes back to the outbox row by row.
 //!
 //! A [`StopSignal`] lands between transactions: a pull stops after the page it is committing (or
-//! while it waits for the CRM, when no transaction is open), reconciliation between streams, a push
-//! between batches; the run is recorded as `stopped`, never `failed`.
+//! while it waits for the CRM, when no transaction is open; a page fetched but not yet stored is
+//! left for the next pull), reconciliation between streams, a push between batches; the run is
+//! recorded as `stopped`, never `failed`.
 
 use chrono::{DateTime, Utc};
 use refbridge_hubspot::HubspotClient;
@@ -497,6 +500,61 @@ fn commit_page(
     Ok(())
 }
 
+/// Pages pulled ahead of the one being stored (the bounded queue between fetching and storing).
+const PAGES_QUEUED: usize = 1;
+
+/// What the store side of one stream's pull did: its figures, the last cursor it committed, and
+/// why it ended (`Ok` once the pull closed the queue).
+struct StoredPages {
+    counts: PageCounts,
+    last: Option<Cursor>,
+    ended: Result<(), PageError>,
+}
+
+/// The store side of a stream's pull (a blocking thread with its own connection): each queued
+/// page with its cursor and the run's figures in one transaction, in order. It ends when the queue
+/// closes, a page fails to store, or a stop is requested (checked after each commit, as when
+/// pages were stored inline).
+fn store_pages(
+    connection: &rusqlite::Connection,
+    system: CrmSystem,
+    run_id: i64,
+    before: Option<Cursor>,
+    queued: &std::sync::mpsc::Receiver<PulledPage>,
+    stop: &StopSignal,
+) -> StoredPages {
+    let mut stored = StoredPages {
+        counts: PageCounts::default(),
+        last: before,
+        ended: Ok(()),
+    };
+    while let Ok(page) = queued.recv() {
+        let counts = &mut stored.counts;
+        let last = &mut stored.last;
+        let committed = commit_page(connection, stop, || {
+            let page_counts = crm::store_page(connection, system, &page, run_id, &now_text())?;
+            *counts += page_counts;
+            if page.cursor.is_some() {
+                *last = page.cursor.clone();
+            }
+            crm::update_sync_run(
+                connection,
+                run_id,
+                counts,
+                last.as_ref(),
+                "running",
+                None,
+                None,
+            )
+        });
+        if let Err(error) = committed {
+            stored.ended = Err(error);
+            break;
+        }
+    }
+    stored
+}
+
 async fn pull_stream<C: Connector>(
     ledger: &mut Ledger,
     client: &C,
@@ -509,6 +567,7 @@ async fn pull_stream<C: Connector>(
     let sql = |ledger: &Ledger, source| ledger.sql_error(source);
     let before = crm::load_cursor(ledger.connection(), system, stream)
         .map_err(|source| sql(ledger, source))?;
+    let store_connection = ledger.another_connection()?;
     let run_id = crm::begin_sync_run(
         ledger.connection(),
         system,
@@ -518,37 +577,52 @@ async fn pull_stream<C: Connector>(
         &started,
     )
     .map_err(|source| sql(ledger, source))?;
-    let mut counts = PageCounts::default();
-    let mut last: Option<Cursor> = before.clone();
-    let result = {
-        let ledger_ref = &mut *ledger;
-        let counts_ref = &mut counts;
-        let last_ref = &mut last;
-        let mut store = move |page: PulledPage| -> Result<(), PageError> {
-            let connection = ledger_ref.connection();
-            commit_page(connection, stop, || {
-                let page_counts = crm::store_page(connection, system, &page, run_id, &now_text())?;
-                *counts_ref += page_counts;
-                if page.cursor.is_some() {
-                    *last_ref = page.cursor.clone();
-                }
-                crm::update_sync_run(
-                    connection,
-                    run_id,
-                    counts_ref,
-                    last_ref.as_ref(),
-                    "running",
-                    None,
-                    None,
-                )
-            })
-        };
-        // Transactions open and close inside `store`, which runs to its end within one poll of
-        // the pull; a stop that wins here lands while the pull waits for the CRM, between them.
-        tokio::select! {
-            result = client.pull_pages(stream, before.as_ref(), until, &mut store) => result,
-            () = stop.requested() => Err(PullFailure::Stopped),
-        }
+    // Pages are stored on their own thread and connection while the connector fetches and
+    // decodes the next one; `store` hands each page over through a bounded queue, in order.
+    let (pages, queued) = std::sync::mpsc::sync_channel::<PulledPage>(PAGES_QUEUED);
+    let store_side = {
+        let stop = stop.clone();
+        let before = before.clone();
+        tokio::task::spawn_blocking(move || {
+            store_pages(&store_connection, system, run_id, before, &queued, &stop)
+        })
+    };
+    let mut store = move |page: PulledPage| -> Result<(), PageError> {
+        // Blocks while the queue is full: the store side sets the pace. A closed queue means the
+        // store side ended (a failure or a stop); its own result says which.
+        pages.send(page).map_err(|_| PageError::Stopped)
+    };
+    // A stop that wins here lands while the pull waits for the CRM or decodes a page; the store
+    // side commits the pages it was handed, checking for a stop after each commit, and leaves
+    // the rest (their records come again).
+    let pulled = tokio::select! {
+        result = client.pull_pages(stream, before.as_ref(), until, &mut store) => result,
+        () = stop.requested() => Err(PullFailure::Stopped),
+    };
+    // Closing the queue lets the store side finish the pages it was given and return.
+    drop(store);
+    let StoredPages {
+        counts,
+        last,
+        ended,
+    } = match store_side.await {
+        Ok(stored) => stored,
+        Err(error) => match error.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            // Cancelled: the runtime shut down before the store side started, so nothing of
+            // this pull was stored.
+            Err(_) => StoredPages {
+                counts: PageCounts::default(),
+                last: before.clone(),
+                ended: Err(PageError::Stopped),
+            },
+        },
+    };
+    // Pages are stored in the order they were pulled, so a store failure or stop came before
+    // anything the connector did afterwards: it wins, as it did when storing was inline.
+    let result = match ended {
+        Err(error) => Err(PullFailure::from(error)),
+        Ok(()) => pulled,
     };
     let (outcome, message) = match result {
         Ok(()) => ("ok", None),
@@ -878,4 +952,304 @@ async fn push_batches<C: Connector>(
             .map_err(|source| ledger.sql_error(source))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use refbridge_model::crm::{CrmOwner, CrmRecord, CrmRecordBody};
+
+    /// A connector that hands over fixed pages of owners, then ends as scripted; it can raise a
+    /// stop right after handing over a given page.
+    struct Scripted {
+        pages: Vec<PulledPage>,
+        ends_with: Option<(FailureClass, &'static str)>,
+        stop_after_page: Option<(usize, StopSignal)>,
+    }
+
+    impl Connector for Scripted {
+        fn system(&self) -> CrmSystem {
+            CrmSystem::Salesforce
+        }
+
+        fn push_batch(&self) -> usize {
+            200
+        }
+
+        fn window_end(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+            now
+        }
+
+        fn api_calls(&self) -> u64 {
+            self.pages.len() as u64
+        }
+
+        async fn pull_pages(
+            &self,
+            _stream: StreamKind,
+            _after: Option<&Cursor>,
+            _until: DateTime<Utc>,
+            on_page: &mut OnPage<'_>,
+        ) -> Result<(), PullFailure> {
+            for (index, page) in self.pages.iter().enumerate() {
+                on_page(page.clone())?;
+                if let Some((after, stop)) = &self.stop_after_page
+                    && *after == index
+                {
+                    stop.request();
+                }
+            }
+            match &self.ends_with {
+                Some((class, message)) => Err(PullFailure::Connector(ConnectorFailure::new(
+                    class.clone(),
+                    &message.to_string(),
+                ))),
+                None => Ok(()),
+            }
+        }
+
+        async fn live_ids(&self, _stream: StreamKind) -> Result<Vec<String>, ConnectorFailure> {
+            Ok(Vec::new())
+        }
+
+        async fn push_intents(
+            &self,
+            _intents: &[TaskIntent],
+        ) -> Result<Vec<PushResult>, ConnectorFailure> {
+            Ok(Vec::new())
+        }
+    }
+
+    /// `count` pages of two owners each: o1 o2 | o3 o4 | …
+    fn owner_pages(count: u32) -> Vec<PulledPage> {
+        (0..count)
+            .map(|page| {
+                let records: Vec<CrmRecord> = (1..=2)
+                    .map(|n| {
+                        let number = page * 2 + n;
+                        let id = format!("o{number}");
+                        CrmRecord {
+                            id: id.clone(),
+                            modified_at: Utc.with_ymd_and_hms(2026, 5, 1, 12, 0, number).unwrap(),
+                            deleted: false,
+                            merged_into: None,
+                            body: CrmRecordBody::Owner(CrmOwner {
+                                id,
+                                name: format!("Rep {number}"),
+                                email: None,
+                                active: true,
+                            }),
+                        }
+                    })
+                    .collect();
+                let last = records.last().unwrap();
+                PulledPage {
+                    stream: StreamKind::Owners,
+                    cursor: Some(Cursor {
+                        modified_at: last.modified_at,
+                        id: last.id.clone(),
+                    }),
+                    records,
+                    api_calls: 1,
+                }
+            })
+            .collect()
+    }
+
+    fn pull(
+        ledger: &mut Ledger,
+        client: &Scripted,
+        stop: &StopSignal,
+    ) -> Result<StreamReport, SyncError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(pull_stream(
+            ledger,
+            client,
+            StreamKind::Owners,
+            Utc::now(),
+            stop,
+        ))
+    }
+
+    /// Stored owner ids in order, the stored cursor's id, and the run row's outcome and count.
+    fn stored(ledger: &Ledger) -> (Vec<String>, Option<String>, String, i64) {
+        let connection = ledger.connection();
+        let ids = connection
+            .prepare(
+                "SELECT external_id FROM crm_record WHERE stream = 'owners' ORDER BY modified_at",
+            )
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<Vec<String>>>()
+            .unwrap();
+        let cursor = crm::load_cursor(connection, CrmSystem::Salesforce, StreamKind::Owners)
+            .unwrap()
+            .map(|cursor| cursor.id);
+        let (outcome, read) = connection
+            .query_row(
+                "SELECT outcome, records_read FROM sync_run WHERE stream = 'owners'",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .unwrap();
+        (ids, cursor, outcome, read)
+    }
+
+    fn ids(names: &[&str]) -> Vec<String> {
+        names.iter().map(|name| name.to_string()).collect()
+    }
+
+    #[test]
+    fn every_page_is_stored_in_order_with_its_cursor() {
+        let (_directory, mut ledger) = crate::ledger::scratch();
+        let client = Scripted {
+            pages: owner_pages(3),
+            ends_with: None,
+            stop_after_page: None,
+        };
+        let report = pull(&mut ledger, &client, &StopSignal::new()).unwrap();
+        assert_eq!(report.outcome, "ok");
+        assert_eq!(
+            (
+                report.counts.read,
+                report.counts.new,
+                report.counts.api_calls
+            ),
+            (6, 6, 3)
+        );
+        assert_eq!(
+            report
+                .watermark_after
+                .as_deref()
+                .map(|w| w.ends_with("|o6")),
+            Some(true)
+        );
+        assert_eq!(
+            stored(&ledger),
+            (
+                ids(&["o1", "o2", "o3", "o4", "o5", "o6"]),
+                Some("o6".to_string()),
+                "ok".to_string(),
+                6
+            )
+        );
+    }
+
+    #[test]
+    fn a_page_the_ledger_refuses_fails_the_pull_and_keeps_the_pages_before_it() {
+        let (_directory, mut ledger) = crate::ledger::scratch();
+        // A trigger in the file (not TEMP), so that the store side's connection has it too.
+        ledger
+            .connection()
+            .execute_batch(
+                "CREATE TRIGGER refuse_o3 BEFORE INSERT ON crm_record
+                 WHEN NEW.external_id = 'o3' BEGIN SELECT RAISE(ABORT, 'o3 refused'); END;",
+            )
+            .unwrap();
+        let client = Scripted {
+            pages: owner_pages(3),
+            // What the connector would have said next never hides the ledger's failure.
+            ends_with: Some((FailureClass::Retryable, "connection reset")),
+            stop_after_page: None,
+        };
+        let error = pull(&mut ledger, &client, &StopSignal::new()).unwrap_err();
+        let SyncError::Ledger(LedgerError::Sql { path, source }) = &error else {
+            panic!("expected a ledger error, got {error:?}");
+        };
+        assert_eq!(path, ledger.path());
+        assert!(source.to_string().contains("o3 refused"), "{source}");
+        assert_eq!(
+            stored(&ledger),
+            (
+                ids(&["o1", "o2"]),
+                Some("o2".to_string()),
+                "failed".to_string(),
+                2
+            )
+        );
+    }
+
+    #[test]
+    fn a_connector_failure_keeps_every_page_handed_over_before_it() {
+        let (_directory, mut ledger) = crate::ledger::scratch();
+        let client = Scripted {
+            pages: owner_pages(3),
+            ends_with: Some((FailureClass::Retryable, "connection reset")),
+            stop_after_page: None,
+        };
+        let report = pull(&mut ledger, &client, &StopSignal::new()).unwrap();
+        assert_eq!(report.outcome, "failed");
+        assert_eq!(report.message.as_deref(), Some("connection reset"));
+        assert_eq!(
+            stored(&ledger),
+            (
+                ids(&["o1", "o2", "o3", "o4", "o5", "o6"]),
+                Some("o6".to_string()),
+                "failed".to_string(),
+                6
+            )
+        );
+    }
+
+    #[test]
+    fn a_configuration_failure_stops_the_run_with_the_pages_before_it_kept() {
+        let (_directory, mut ledger) = crate::ledger::scratch();
+        let client = Scripted {
+            pages: owner_pages(3),
+            ends_with: Some((FailureClass::Config, "the field Name is not readable")),
+            stop_after_page: None,
+        };
+        let error = pull(&mut ledger, &client, &StopSignal::new()).unwrap_err();
+        assert!(
+            matches!(&error, SyncError::Config { system: "salesforce", message } if message == "the field Name is not readable"),
+            "{error:?}"
+        );
+        assert_eq!(
+            stored(&ledger),
+            (
+                ids(&["o1", "o2", "o3", "o4", "o5", "o6"]),
+                Some("o6".to_string()),
+                "failed".to_string(),
+                6
+            )
+        );
+    }
+
+    #[test]
+    fn a_stop_ends_the_pull_at_a_committed_page_with_its_cursor() {
+        let (_directory, mut ledger) = crate::ledger::scratch();
+        let stop = StopSignal::new();
+        let client = Scripted {
+            pages: owner_pages(10),
+            ends_with: None,
+            stop_after_page: Some((1, stop.clone())),
+        };
+        let report = pull(&mut ledger, &client, &stop).unwrap();
+        assert_eq!(report.outcome, "stopped");
+        let (stored_ids, cursor, outcome, read) = stored(&ledger);
+        assert_eq!(outcome, "stopped");
+        // The stop came after page 2 was handed over. Page 1 was taken before it, and the store
+        // side sees the stop after at most one more commit (page 2, or page 3 when page 2 was
+        // committed before the stop): whole pages, in order, and the cursor is the last
+        // committed record's.
+        let all: Vec<String> = (1..=20).map(|n| format!("o{n}")).collect();
+        assert!(
+            [2, 4, 6].contains(&stored_ids.len()) && stored_ids == all[..stored_ids.len()],
+            "{stored_ids:?}"
+        );
+        assert_eq!(cursor.as_ref(), stored_ids.last());
+        assert_eq!(read, stored_ids.len() as i64);
+        assert_eq!(report.counts.read, stored_ids.len() as u64);
+        assert_eq!(
+            report
+                .watermark_after
+                .map(|w| w.ends_with(&format!("|{}", cursor.unwrap()))),
+            Some(true)
+        );
+    }
 }

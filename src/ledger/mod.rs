@@ -85,6 +85,7 @@ pub struct Ledger {
     path: PathBuf,
     /// The shared lock that tells other handles this one is alive (see [`liveness`]).
     _alive: Option<std::fs::File>,
+    busy_timeout: Duration,
 }
 
 impl Ledger {
@@ -112,32 +113,15 @@ impl Ledger {
                 path: path.to_path_buf(),
                 source,
             })?;
-        let open_error = |source| LedgerError::Open {
+        let connection = connect(path, busy_timeout).map_err(|source| LedgerError::Open {
             path: path.to_path_buf(),
             source,
-        };
-        let connection = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(open_error)?;
-        connection.busy_timeout(busy_timeout).map_err(open_error)?;
-        connection
-            .execute_batch(
-                "PRAGMA journal_mode = WAL;
-                 PRAGMA synchronous = NORMAL;
-                 PRAGMA foreign_keys = ON;
-                 PRAGMA cache_size = -32768;
-                 PRAGMA temp_store = MEMORY;",
-            )
-            .map_err(open_error)?;
-        connection
-            .pragma_update(None, "wal_autocheckpoint", AUTOCHECKPOINT_PAGES)
-            .map_err(open_error)?;
+        })?;
         let mut ledger = Ledger {
             connection,
             path: path.to_path_buf(),
             _alive: None,
+            busy_timeout,
         };
         ledger.migrate()?;
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
@@ -207,6 +191,16 @@ impl Ledger {
         &self.path
     }
 
+    /// Another connection to this ledger's file, set up like the ledger's own (busy timeout, WAL,
+    /// foreign keys; the schema is already migrated): for a writer on another thread, such as the
+    /// CRM pull's page store. It takes part in SQLite's locking like any other connection.
+    pub fn another_connection(&self) -> Result<Connection, LedgerError> {
+        connect(&self.path, self.busy_timeout).map_err(|source| LedgerError::Open {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
     /// The connection, for the ledger's own modules and read-only reports.
     pub fn connection(&self) -> &Connection {
         &self.connection
@@ -219,6 +213,24 @@ impl Ledger {
             source,
         }
     }
+}
+
+/// A connection to an existing ledger file with the settings every ledger connection has.
+fn connect(path: &Path, busy_timeout: Duration) -> rusqlite::Result<Connection> {
+    let connection = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    connection.busy_timeout(busy_timeout)?;
+    connection.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = NORMAL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA cache_size = -32768;
+         PRAGMA temp_store = MEMORY;",
+    )?;
+    connection.pragma_update(None, "wal_autocheckpoint", AUTOCHECKPOINT_PAGES)?;
+    Ok(connection)
 }
 
 /// A ledger in a fresh temporary directory, for unit tests (the directory goes with the guard).
