@@ -1133,6 +1133,9 @@ async fn faults_are_answered_as_salesforce_would_and_a_reset_cuts_the_body() {
         .text()
         .await
         .unwrap()
+        .lines()
+        .next()
+        .unwrap()
         .parse()
         .unwrap();
     assert_eq!(plan, FaultPlan::default());
