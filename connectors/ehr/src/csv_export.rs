@@ -219,20 +219,42 @@ impl<R: Read> Read for QuoteTracker<R> {
         if read == 0 && !buffer.is_empty() {
             self.at_end = true;
         }
+        let bytes = &buffer[..read];
+        for at in memchr::memchr2_iter(b'\n', b'\r', bytes) {
+            self.line_ends.push_back((self.offset + at as u64, bytes[at]));
+        }
+        // Only quotes matter inside a quoted value, and only a delimiter or line end inside an
+        // unquoted one: those runs are skipped with memchr (this reads every byte of a
+        // million-row export); the bytes that open or close a value step through the table.
         let mut state = self.state;
-        for (at, &byte) in buffer[..read].iter().enumerate() {
-            if byte == b'\n' || byte == b'\r' {
-                self.line_ends.push_back((self.offset + at as u64, byte));
-            }
-            state = match (state, byte) {
-                (QuoteState::Quoted, b'"') => QuoteState::QuoteInQuoted,
-                (QuoteState::Quoted, _) => QuoteState::Quoted,
-                (QuoteState::FieldStart, b'"') | (QuoteState::QuoteInQuoted, b'"') => {
-                    QuoteState::Quoted
+        let mut at = 0;
+        while at < bytes.len() {
+            let rest = &bytes[at..];
+            match state {
+                QuoteState::Quoted => match memchr::memchr(b'"', rest) {
+                    Some(found) => {
+                        at += found + 1;
+                        state = QuoteState::QuoteInQuoted;
+                    }
+                    None => at = bytes.len(),
+                },
+                QuoteState::Unquoted => match memchr::memchr3(b',', b'\n', b'\r', rest) {
+                    Some(found) => {
+                        at += found + 1;
+                        state = QuoteState::FieldStart;
+                    }
+                    None => at = bytes.len(),
+                },
+                QuoteState::FieldStart | QuoteState::QuoteInQuoted => {
+                    // An opening quote, or the second of a doubled pair: back inside quotes.
+                    state = match rest[0] {
+                        b'"' => QuoteState::Quoted,
+                        b',' | b'\n' | b'\r' => QuoteState::FieldStart,
+                        _ => QuoteState::Unquoted,
+                    };
+                    at += 1;
                 }
-                (_, b',' | b'\n' | b'\r') => QuoteState::FieldStart,
-                _ => QuoteState::Unquoted,
-            };
+            }
         }
         self.state = state;
         self.offset += read as u64;
