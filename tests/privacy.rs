@@ -168,7 +168,7 @@ fn canary_patient_values_appear_in_no_byte_refbridge_writes() {
         "the WAL should still be on disk while a connection is open"
     );
     let mut written: Vec<(String, Vec<u8>)> = Vec::new();
-    for entry in walk(&facility.path("state")) {
+    for entry in common::files_under(&facility.path("state")) {
         written.push((entry.display().to_string(), std::fs::read(&entry).unwrap()));
     }
     for (index, output) in outputs.iter().enumerate() {
@@ -185,7 +185,7 @@ fn canary_patient_values_appear_in_no_byte_refbridge_writes() {
     for (name, bytes) in &written {
         for needle in needles() {
             assert!(
-                !contains(bytes, needle.as_bytes()),
+                !common::contains_bytes(bytes, needle.as_bytes()),
                 "patient canary {needle:?} found in {name}"
             );
         }
@@ -219,23 +219,4 @@ fn canary_patient_values_appear_in_no_byte_refbridge_writes() {
         token, csv_token,
         "the same MRN gives the same token in CSV and FHIR"
     );
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(walk(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|window| window.eq_ignore_ascii_case(needle))
 }

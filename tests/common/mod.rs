@@ -166,3 +166,24 @@ pub fn csv(rows: &[String]) -> String {
     text.push('\n');
     text
 }
+
+/// Every file under `dir`, recursively (for sweeping a state folder for canaries).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+/// True when `haystack` holds `needle`, ASCII case ignored (a canary in any case is a leak).
+pub fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window.eq_ignore_ascii_case(needle))
+}

@@ -7,7 +7,7 @@
 //! file's content) must not appear either, also when a wrong secret makes the CRM answer 401.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -174,25 +174,6 @@ fn http_get(address: &str, path: &str) -> String {
     text
 }
 
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(files_under(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|window| window.eq_ignore_ascii_case(needle))
-}
-
 /// Runs `refbridge run` until `done` says so (or 60 s), with JSON logs; returns its output and
 /// the `/metrics` text read while it ran.
 fn run_daemon(config: &Path, done: impl Fn() -> bool) -> (String, String) {
@@ -342,7 +323,7 @@ fn canaries_in_exports_and_crm_records_reach_no_ledger_log_output_metric_or_task
     }
 
     let mut searched: Vec<(String, Vec<u8>)> = Vec::new();
-    for path in files_under(&state) {
+    for path in crate::common::files_under(&state) {
         let name = path.display().to_string();
         // The exports themselves hold the canaries: they are the input, kept where ops put them.
         if name.contains("/inbox/")
@@ -381,14 +362,14 @@ fn canaries_in_exports_and_crm_records_reach_no_ledger_log_output_metric_or_task
     for (name, bytes) in &searched {
         for needle in needles() {
             assert!(
-                !contains(bytes, needle.as_bytes()),
+                !crate::common::contains_bytes(bytes, needle.as_bytes()),
                 "patient canary {needle:?} found in {name}"
             );
             checks += 1;
         }
         for (secret_name, secret) in &secrets {
             assert!(
-                !contains(bytes, secret.as_bytes()),
+                !crate::common::contains_bytes(bytes, secret.as_bytes()),
                 "secret {secret_name} found in {name}"
             );
             checks += 1;

@@ -221,7 +221,8 @@ impl<R: Read> Read for QuoteTracker<R> {
         }
         let bytes = &buffer[..read];
         for at in memchr::memchr2_iter(b'\n', b'\r', bytes) {
-            self.line_ends.push_back((self.offset + at as u64, bytes[at]));
+            self.line_ends
+                .push_back((self.offset + at as u64, bytes[at]));
         }
         // Only quotes matter inside a quoted value, and only a delimiter or line end inside an
         // unquoted one: those runs are skipped with memchr (this reads every byte of a
