@@ -25,6 +25,9 @@ pub const INTERRUPTED_MESSAGE: &str = "the process running it ended before it fi
 
 /// The lock file of the ledger at `ledger`: `<ledger file name>.lock` beside it.
 pub fn lock_path(ledger: &Path) -> PathBuf {
+    // Through symlinks to the real file: two names for one ledger must share one lock, or a
+    // reading command opened through a link would sweep the daemon's live runs.
+    let ledger = std::fs::canonicalize(ledger).unwrap_or_else(|_| ledger.to_path_buf());
     let mut name = ledger.file_name().unwrap_or_default().to_os_string();
     name.push(".lock");
     ledger.with_file_name(name)
@@ -50,7 +53,11 @@ pub fn hold(
             // to a shared lock afterwards lets the next process in.
             let swept = mark_interrupted(connection, now);
             file.lock_shared()?;
-            swept.map_err(std::io::Error::other)?
+            // Best effort: a ledger that cannot be swept now (busy, read-only) still opens.
+            swept.unwrap_or_else(|error| {
+                tracing::warn!(%error, "runs left running by a killed process could not be marked interrupted");
+                0
+            })
         }
         Err(TryLockError::WouldBlock) => {
             // Someone has the ledger open (or is sweeping it): their runs may be alive.
@@ -123,10 +130,16 @@ mod tests {
                 [],
             )
             .unwrap();
-        // A second handle while the first is open (another job, another process): untouched.
+        // A second handle while the first is open (another job, another process): untouched,
+        // also when it names the ledger through a symlink.
         let second = Ledger::open(&path, Duration::from_secs(1)).unwrap();
         assert_eq!(running_rows(&second), (1, 1));
         drop(second);
+        let link = directory.path().join("link.db");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        let linked = Ledger::open(&link, Duration::from_secs(1)).unwrap();
+        assert_eq!(running_rows(&linked), (1, 1));
+        drop(linked);
         drop(first);
         // Opened alone: the rows' owner is gone.
         let alone = Ledger::open(&path, Duration::from_secs(1)).unwrap();
